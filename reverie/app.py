@@ -1,0 +1,89 @@
+"""The Python API over the whole cycle; the CLI is a thin layer over it.
+
+    from reverie.app import Reverie
+    rv = Reverie.from_settings(load_settings(home="/tmp/rv"))
+    rv.read(["notes/"])                 # wake: ingest documents
+    rv.search("capital of France")      # look facts up
+    rv.chat_once("What did I read about Paris?")
+    rv.status()
+
+The store opens on first use; the model loads on first use (reading needs only its tokenizer).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from reverie.config import Settings, load_settings
+from reverie.store import Store
+
+
+class Reverie:
+    def __init__(self, settings: Settings, log=None):
+        self.settings = settings
+        self.log = log or (lambda msg: None)  # one-line notices for the user (CLI prints them dim)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, log=None) -> "Reverie":
+        return cls(settings or load_settings(), log=log)
+
+    # -- resources, opened lazily ---------------------------------------------------------------
+    @cached_property
+    def store(self) -> Store:
+        return Store.open(self.settings.db_path)
+
+    @cached_property
+    def model_path(self):
+        from reverie.models import resolve_model_path
+
+        return resolve_model_path(self.settings.model.path, self.settings.models_dir, log=self.log)
+
+    @cached_property
+    def tokenizer(self):
+        if "loaded" in self.__dict__:
+            return self.loaded.tokenizer
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model_path)
+
+    @cached_property
+    def loaded(self):
+        from reverie.models import load_model
+
+        m = self.settings.model
+        return load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log)
+
+    @cached_property
+    def backend(self):
+        from reverie.models import TransformersBackend
+
+        return TransformersBackend(self.loaded, batch_size=self.settings.generation.batch_size)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
+    # -- wake -----------------------------------------------------------------------------------
+    def read(self, paths, progress=None):
+        """Ingest files and folders; see `reverie.wake.reader.read_paths`."""
+        from reverie.wake.reader import read_paths
+
+        return read_paths(self.store, paths, self.tokenizer, self.settings.wake, progress=progress, log=self.log)
+
+    def search(self, query: str, limit: int = 5):
+        return self.store.search(query, limit)
+
+    def chat_session(self, conversation_id: int | None = None):
+        from reverie.wake.chat import ChatSession
+
+        return ChatSession(self, conversation_id)
+
+    def chat_once(self, prompt: str, **sampling):
+        return self.chat_session().ask(prompt, **sampling)
+
+    def status(self) -> dict:
+        counts = self.store.counts()
+        counts["home"] = str(self.settings.home)
+        counts["model"] = self.settings.model.path
+        counts["adapter"] = self.store.get_state("adapter")
+        return counts

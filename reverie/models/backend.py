@@ -1,0 +1,141 @@
+"""The generation backend interface and its transformers implementation.
+
+A backend turns prompts into texts. Prompts are either chat message lists (formatted with the
+tokenizer's own chat template) or raw strings. Later backends (OpenAI-compatible HTTP,
+llama.cpp) implement the same `generate`.
+
+Reproducibility: with `seed` set, batch i is sampled after `torch.manual_seed(seed + i)`, and
+each Generation records the seed it was drawn with. The same prompts, order, batch size and
+seed give the same texts.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+Messages = list[dict[str, str]]
+Prompt = Messages | str
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 1.0
+    min_p: float = 0.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 256
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, gen, **overrides) -> "SamplingParams":
+        """From a `reverie.config.GenerationConfig`, with keyword overrides (None = keep)."""
+        values = {k: getattr(gen, k) for k in ("temperature", "top_p", "min_p", "top_k",
+                                               "repetition_penalty", "max_new_tokens", "seed")}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def resolved(self) -> "SamplingParams":
+        """A copy with a concrete seed (drawn now if None), so it can be recorded."""
+        seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
+        return SamplingParams(**{**asdict(self), "seed": seed})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Generation:
+    text: str
+    n_tokens: int  # generated tokens (EOS excluded)
+    prompt_tokens: int
+    finish_reason: str  # 'stop' (EOS or a stop string) or 'length'
+    seed: int | None = None
+
+
+class Backend(Protocol):
+    identity: str
+
+    def generate(
+        self, prompts: Sequence[Prompt], params: SamplingParams, progress: Callable[[int], None] | None = None
+    ) -> list[Generation]: ...
+
+
+class TransformersBackend:
+    """Batched generation with a local transformers model (left padding, attention masks)."""
+
+    def __init__(self, loaded, batch_size: int = 8):
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.identity = loaded.identity
+        self.batch_size = batch_size
+
+    def format(self, prompt: Prompt) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, prompts, params, progress=None):
+        import torch
+        from transformers import GenerationConfig
+
+        params = params.resolved()
+        texts = [self.format(p) for p in prompts]
+        tok = self.tokenizer
+        greedy = params.temperature <= 0
+        config = GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            do_sample=not greedy,
+            temperature=None if greedy else params.temperature,
+            top_p=None if greedy or params.top_p >= 1 else params.top_p,
+            top_k=params.top_k if (params.top_k and not greedy) else None,
+            min_p=params.min_p if (params.min_p and not greedy) else None,
+            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            stop_strings=params.stop or None,
+        )
+        # Sort by length so batches pad little; restore the order afterwards.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: dict[int, Generation] = {}
+        for b, start in enumerate(range(0, len(order), self.batch_size)):
+            idx = order[start : start + self.batch_size]
+            # add_special_tokens=False: the chat template already wrote BOS/role tokens.
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            seed = params.seed + b
+            torch.manual_seed(seed)
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    **enc, generation_config=config, tokenizer=tok if params.stop else None
+                )
+            new = gen[:, enc["input_ids"].shape[1] :]
+            for row, i in enumerate(idx):
+                ids = new[row].tolist()
+                finish = "length"
+                if tok.eos_token_id in ids:
+                    ids = ids[: ids.index(tok.eos_token_id)]
+                    finish = "stop"
+                while ids and ids[-1] == tok.pad_token_id:
+                    ids.pop()
+                text = tok.decode(ids, skip_special_tokens=True)
+                for s in params.stop:
+                    if s in text:
+                        text, finish = text[: text.index(s)], "stop"
+                results[i] = Generation(
+                    text=text.strip(),
+                    n_tokens=len(ids),
+                    prompt_tokens=int(enc["attention_mask"][row].sum()),
+                    finish_reason=finish,
+                    seed=seed,
+                )
+            if progress:
+                progress(len(idx))
+        return [results[i] for i in range(len(texts))]
+
+    def chat(self, messages: Messages, params: SamplingParams) -> Generation:
+        return self.generate([messages], params)[0]

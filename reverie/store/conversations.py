@@ -1,0 +1,40 @@
+"""Conversations and their messages: every chat turn is kept."""
+
+from __future__ import annotations
+
+import json
+
+from reverie.store.db import now
+
+
+class ConversationsMixin:
+    def new_conversation(self, model: str, title: str | None = None, adapter_id: int | None = None) -> int:
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO conversations(title, model, adapter_id, started_at) VALUES (?, ?, ?, ?)",
+                (title, model, adapter_id, now()),
+            ).lastrowid
+
+    def add_message(self, conversation_id: int, role: str, content: str, meta: dict | None = None) -> int:
+        with self.transaction():
+            ord_ = self.conn.execute(
+                "SELECT coalesce(max(ord), -1) + 1 FROM messages WHERE conversation_id = ?",
+                (conversation_id,),
+            ).fetchone()[0]
+            return self.conn.execute(
+                "INSERT INTO messages(conversation_id, ord, role, content, meta, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, ord_, role, content, json.dumps(meta or {}), now()),
+            ).lastrowid
+
+    def messages(self, conversation_id: int):
+        return self.conn.execute(
+            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY ord", (conversation_id,)
+        ).fetchall()
+
+    def conversations(self, limit: int = 50):
+        return self.conn.execute(
+            "SELECT c.*, count(m.id) AS n_messages FROM conversations c "
+            "LEFT JOIN messages m ON m.conversation_id = c.id GROUP BY c.id ORDER BY c.id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()

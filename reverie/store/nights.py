@@ -1,0 +1,38 @@
+"""Nights: one sleep cycle each, with its seed, config, timings and figures."""
+
+from __future__ import annotations
+
+import json
+
+from reverie.store.db import now
+
+NIGHT_STATUSES = ("running", "kept", "rejected", "failed", "interrupted")
+
+
+class NightsMixin:
+    def start_night(self, seed: int, config: dict) -> int:
+        with self.transaction():
+            return self.conn.execute(
+                "INSERT INTO nights(status, seed, config, started_at) VALUES ('running', ?, ?, ?)",
+                (seed, json.dumps(config), now()),
+            ).lastrowid
+
+    def finish_night(self, night_id: int, status: str, timings: dict, metrics: dict) -> None:
+        if status not in NIGHT_STATUSES:
+            raise ValueError(f"unknown night status {status!r}")
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE nights SET status = ?, timings = ?, metrics = ?, finished_at = ? WHERE id = ?",
+                (status, json.dumps(timings), json.dumps(metrics), now(), night_id),
+            )
+
+    def night(self, night_id: int):
+        return self.conn.execute("SELECT * FROM nights WHERE id = ?", (night_id,)).fetchone()
+
+    def nights(self):
+        return self.conn.execute("SELECT * FROM nights ORDER BY id").fetchall()
+
+    def last_finished_night(self):
+        return self.conn.execute(
+            "SELECT * FROM nights WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()

@@ -1,0 +1,1 @@
+"""Wake: reading documents into the store, chatting, looking facts up."""

@@ -1,0 +1,104 @@
+"""Chat with the current model; every turn is stored, and relevant memories are recalled.
+
+Recall: before answering, the user's words (minus very common ones) are searched in the store
+(FTS5/BM25) and the best `wake.recall_chunks` chunks are put in the system message, so the model
+can look facts up in what it read. The chunk ids recalled, the sampling parameters and the seed
+are stored with each answer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from reverie.models.backend import Generation, SamplingParams
+from reverie.store.documents import SearchHit
+
+# Words this common carry no topic; searching for them would recall anything at all.
+_COMMON_ZIPF = 5.5
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def recall_query(text: str) -> str:
+    from wordfreq import zipf_frequency
+
+    words = [w for w in _WORD.findall(text) if zipf_frequency(w.lower(), "en") < _COMMON_ZIPF]
+    return " ".join(words)
+
+
+@dataclass
+class ChatTurn:
+    answer: str
+    generation: Generation
+    recalled: list[SearchHit] = field(default_factory=list)
+    conversation_id: int = 0
+    seconds: float = 0.0
+
+
+class ChatSession:
+    """One conversation. `ask` adds a user turn, answers it, and stores both."""
+
+    def __init__(self, rv, conversation_id: int | None = None):
+        self.rv = rv
+        self.store = rv.store
+        self.settings = rv.settings
+        self.conversation_id = conversation_id
+        self.history: list[dict[str, str]] = []
+        if conversation_id is not None:
+            rows = self.store.messages(conversation_id)
+            self.history = [{"role": r["role"], "content": r["content"]} for r in rows if r["role"] != "system"]
+
+    def _system(self, hits: list[SearchHit]) -> str:
+        system = self.settings.wake.system_prompt
+        if hits:
+            notes = "\n\n".join(f"[{i + 1}] ({h.title}) {h.text.strip()}" for i, h in enumerate(hits))
+            system += "\n\nNotes from what you have read (use them if they help):\n" + notes
+        return system
+
+    def _fit(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[dict[str, str]]:
+        """Drop the oldest turns until the prompt fits the model's context."""
+        tok = self.rv.tokenizer
+        limit = getattr(self.rv.loaded.model.config, "max_position_embeddings", 2048) - max_new_tokens
+        while len(messages) > 2:
+            ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+            n = len(ids["input_ids"]) if isinstance(ids, dict) or hasattr(ids, "keys") else len(ids)
+            if n <= limit:
+                break
+            messages = [messages[0]] + messages[3:]  # drop the oldest user+assistant pair
+        return messages
+
+    def ask(self, text: str, **sampling) -> ChatTurn:
+        text = text.strip()
+        if not text:
+            from reverie.errors import ReverieError
+
+            raise ReverieError("empty prompt")
+        backend = self.rv.backend  # load the model before opening a conversation
+        if self.conversation_id is None:
+            self.conversation_id = self.store.new_conversation(model=backend.identity, title=text[:80])
+        k = self.settings.wake.recall_chunks
+        query = recall_query(text)
+        hits = self.store.search(query, k) if (k and query) else []
+        params = SamplingParams.from_config(self.settings.generation, **sampling).resolved()
+        messages = [{"role": "system", "content": self._system(hits)}, *self.history, {"role": "user", "content": text}]
+        messages = self._fit(messages, params.max_new_tokens)
+        self.store.add_message(self.conversation_id, "user", text)
+        t0 = time.perf_counter()
+        gen = backend.generate([messages], params)[0]
+        seconds = time.perf_counter() - t0
+        self.store.add_message(
+            self.conversation_id,
+            "assistant",
+            gen.text,
+            meta={
+                "model": backend.identity,
+                "sampling": params.as_dict(),
+                "recalled_chunk_ids": [h.chunk_id for h in hits],
+                "tokens": gen.n_tokens,
+                "finish_reason": gen.finish_reason,
+                "seconds": round(seconds, 3),
+            },
+        )
+        self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": gen.text}]
+        return ChatTurn(gen.text, gen, hits, self.conversation_id, seconds)

