@@ -13,8 +13,10 @@ The store opens on first use; the model loads on first use (reading needs only i
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 from reverie.config import Settings, load_settings
+from reverie.errors import ReverieError
 from reverie.store import Store
 
 
@@ -24,7 +26,7 @@ class Reverie:
         self.log = log or (lambda msg: None)  # one-line notices for the user (CLI prints them dim)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, log=None) -> "Reverie":
+    def from_settings(cls, settings: Settings | None = None, log=None) -> Reverie:
         return cls(settings or load_settings(), log=log)
 
     # -- resources, opened lazily ---------------------------------------------------------------
@@ -68,6 +70,10 @@ class Reverie:
         """Ingest files and folders; see `reverie.wake.reader.read_paths`."""
         from reverie.wake.reader import read_paths
 
+        # Refuse a missing path before the store is created or the tokenizer loaded.
+        for path in paths:
+            if not Path(path).exists():
+                raise ReverieError(f"no such file or folder: {path}")
         return read_paths(self.store, paths, self.tokenizer, self.settings.wake, progress=progress, log=self.log)
 
     def search(self, query: str, limit: int = 5):

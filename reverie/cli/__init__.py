@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 
-from reverie.cli.app import app, err_console
+from reverie.cli.app import app, err_console, error
 from reverie.errors import ReverieError
 
 # Command modules register themselves on `app` when imported.
@@ -24,12 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="reverie")
     except ReverieError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        error(str(exc))
         sys.exit(exc.exit_code)
     except sqlite3.Error as exc:
         from reverie.store.db import translate
 
-        err_console.print(f"[red]error:[/red] {translate(exc)}", highlight=False, soft_wrap=True)
+        error(str(translate(exc)))
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted; finished work is kept", highlight=False)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="reverie",
@@ -23,20 +23,28 @@ _GLOBAL: dict = {}
 
 @app.callback()
 def _global_options(
-    home: Optional[Path] = typer.Option(None, "--home", help="Reverie home (store, models); env REVERIE_HOME."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML config file; env REVERIE_CONFIG."),
-    model: Optional[str] = typer.Option(None, "--model", help="'default', a HF model directory or a .gguf file."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed (recorded with everything)."),
+    home: Path | None = typer.Option(None, "--home", help="Reverie home (store, models); env REVERIE_HOME."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config file; env REVERIE_CONFIG."),
+    model: str | None = typer.Option(None, "--model", help="'default', a HF model directory or a .gguf file."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed (recorded with everything)."),
 ) -> None:
     _GLOBAL.update(home=home, config=config, model=model, seed=seed)
 
 
 def notice(msg: str) -> None:
-    err_console.print(f"[dim]{msg}[/dim]", highlight=False)
+    """A one-line notice on stderr; library messages starting with 'warning:' print as warnings."""
+    if msg.startswith("warning: "):
+        warn(msg[len("warning: ") :])
+    else:
+        err_console.print(f"[dim]{escape(msg)}[/dim]", highlight=False)
 
 
 def warn(msg: str) -> None:
-    err_console.print(f"[yellow]warning:[/yellow] {msg}", highlight=False)
+    err_console.print(f"[yellow]warning:[/yellow] {escape(msg)}", highlight=False)
+
+
+def error(msg: str) -> None:
+    err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
 
 
 def settings(**overrides):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from importlib import resources
 
+from rich.markup import escape
 from rich.rule import Rule
 
 from reverie.cli.app import app, console, reverie
+from reverie.cli.wake import highlighted
 
 
 def sample_paths() -> list[str]:
@@ -29,16 +31,16 @@ def demo() -> None:
     )
     console.print(Rule("search: lantern festival"))
     for hit in rv.search("lantern festival", 2):
-        console.print(f"[dim]{hit.title}[/dim] {' '.join(hit.text.split())[:200]}…", highlight=False)
-    console.print(Rule(f"chat ({rv.settings.model.path} model, greedy)"))
+        console.print(f"[dim]{escape(hit.title)}:[/dim] {highlighted(hit.snippet)}", highlight=False)
+    console.print(Rule(f"chat ({escape(rv.settings.model.path)} model, greedy)"))
     session = rv.chat_session()
     for question in ("When is the Lantern Festival held in Vell Harbour?", "What is the capital of France?"):
         turn = session.ask(question)
-        console.print(f"[bold]you>[/bold] {question}", highlight=False)
-        console.print(f"[bold]model>[/bold] {turn.answer}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]you>[/bold] {escape(question)}", highlight=False)
+        console.print(f"[bold]model>[/bold] {escape(turn.answer)}", highlight=False, soft_wrap=True)
     s = rv.status()
     console.print(Rule("status"))
     console.print(
-        f"{s['documents']} documents, {s['chunks']} chunks, {s['conversations']} conversations in {s['home']}",
+        f"{s['documents']} documents, {s['chunks']} chunks, {s['conversations']} conversations in {escape(s['home'])}",
         highlight=False,
     )

@@ -12,4 +12,4 @@ def config_cmd() -> None:
     """Print the effective configuration as YAML (defaults < file < environment < options)."""
     s = settings()
     data = s.model_dump(mode="json")
-    console.print(yaml.safe_dump(data, sort_keys=False).rstrip(), highlight=False, soft_wrap=True)
+    console.print(yaml.safe_dump(data, sort_keys=False).rstrip(), markup=False, highlight=False, soft_wrap=True)

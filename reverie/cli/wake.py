@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from reverie.cli.app import app, console, reverie
 from reverie.errors import ReverieError
+from reverie.store.documents import MARK_END, MARK_START
 
 
-def _snippet(text: str, width: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+def highlighted(snippet: str) -> str:
+    """Rich markup for an FTS5 snippet: matched words in bold, everything else escaped."""
+    flat = escape(" ".join(snippet.split()))
+    return flat.replace(MARK_START, "[bold]").replace(MARK_END, "[/bold]")
 
 
 @app.command()
@@ -32,7 +34,7 @@ def search(
     for col in ("#", "score", "source", "chars", "text"):
         table.add_column(col, overflow="fold")
     for i, h in enumerate(hits, 1):
-        table.add_row(str(i), f"{h.score:.2f}", h.source, f"{h.start_char}-{h.end_char}", _snippet(h.text))
+        table.add_row(str(i), f"{h.score:.2f}", escape(h.source), f"{h.start_char}-{h.end_char}", highlighted(h.snippet))
     console.print(table)
 
 
@@ -44,9 +46,9 @@ def status() -> None:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("home", s["home"])
-    table.add_row("model", s["model"])
-    table.add_row("adapter", s["adapter"] or "none")
+    table.add_row("home", escape(s["home"]))
+    table.add_row("model", escape(s["model"]))
+    table.add_row("adapter", escape(s["adapter"] or "none"))
     for key in ("documents", "chunks", "conversations", "messages", "dreams", "dreams_dropped", "nights", "adapters"):
         table.add_row(key.replace("_", " "), str(s[key]))
     console.print(table)
@@ -54,10 +56,10 @@ def status() -> None:
 
 @app.command()
 def chat(
-    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this once and exit (for scripts)."),
-    conversation: Optional[int] = typer.Option(None, "--continue", help="Continue conversation ID."),
-    temperature: Optional[float] = typer.Option(None, help="Sampling temperature (0 = greedy)."),
-    max_new_tokens: Optional[int] = typer.Option(None, help="Longest answer, in tokens."),
+    prompt: str | None = typer.Option(None, "--prompt", "-p", help="Answer this once and exit (for scripts)."),
+    conversation: int | None = typer.Option(None, "--continue", help="Continue conversation ID."),
+    temperature: float | None = typer.Option(None, help="Sampling temperature (0 = greedy)."),
+    max_new_tokens: int | None = typer.Option(None, help="Longest answer, in tokens."),
 ) -> None:
     """Talk with the current model. Every turn is stored; what you read is recalled when relevant.
 
@@ -69,7 +71,7 @@ def chat(
     session = rv.chat_session(conversation)
     if prompt is not None:
         turn = session.ask(prompt)
-        console.print(turn.answer, highlight=False, soft_wrap=True)
+        console.print(turn.answer, markup=False, highlight=False, soft_wrap=True)
         return
     interactive = sys.stdin.isatty()
     if interactive:
@@ -82,6 +84,6 @@ def chat(
         if line.strip() in ("", "/exit", "/quit"):
             break
         turn = session.ask(line)
-        console.print(f"[bold]model>[/bold] {turn.answer}", highlight=False, soft_wrap=True)
+        console.print(f"[bold]model>[/bold] {escape(turn.answer)}", highlight=False, soft_wrap=True)
     if session.conversation_id is not None:
         console.print(f"[dim]conversation {session.conversation_id} stored[/dim]")

@@ -8,8 +8,9 @@ from its config, copy the state dict in, and save that as a plain safetensors di
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import os
+import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,6 +38,7 @@ def convert_gguf(gguf: Path, out_dir: Path, log=None) -> Path:
     """Convert a GGUF file into a safetensors model directory at `out_dir` (atomic: temp dir + rename)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     if (out_dir / "config.json").is_file():
         return out_dir
@@ -45,10 +47,12 @@ def convert_gguf(gguf: Path, out_dir: Path, log=None) -> Path:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
     try:
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        hf_logging.disable_progress_bar()  # our own notice says what is happening
         try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+            # transformers' GGUF reader draws a raw tqdm bar; our notice already says what happens.
+            with contextlib.redirect_stderr(io.StringIO()):
+                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+                loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         except Exception as exc:  # transformers raises many types for a bad file
             raise ReverieError(f"{gguf} could not be loaded as a GGUF model: {str(exc).splitlines()[0]}") from None
         # Why a fresh model: the GGUF-loaded one is flagged as quantised and refuses save/train.

@@ -16,6 +16,7 @@ from reverie.store import db
 from reverie.store.adapters import AdaptersMixin
 from reverie.store.conversations import ConversationsMixin
 from reverie.store.documents import DocumentsMixin
+from reverie.store.dream_runs import DreamRunsMixin
 from reverie.store.dreams import DreamsMixin
 from reverie.store.meters import MetersMixin
 from reverie.store.nights import NightsMixin
@@ -23,19 +24,19 @@ from reverie.store.nights import NightsMixin
 COUNTED = ("documents", "chunks", "conversations", "messages", "dreams", "nights", "adapters")
 
 
-class Store(DocumentsMixin, ConversationsMixin, DreamsMixin, NightsMixin, AdaptersMixin, MetersMixin):
+class Store(DocumentsMixin, ConversationsMixin, DreamsMixin, DreamRunsMixin, NightsMixin, AdaptersMixin, MetersMixin):
     def __init__(self, conn: sqlite3.Connection, path: Path | str = ":memory:"):
         self.conn = conn
         self.path = Path(path)
 
     @classmethod
-    def open(cls, path: Path | str) -> "Store":
+    def open(cls, path: Path | str) -> Store:
         return cls(db.connect(path), path)
 
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:

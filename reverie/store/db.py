@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from reverie.errors import ReverieError
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -58,6 +58,7 @@ def connect(path: Path | str, busy_timeout_ms: int = 5000) -> sqlite3.Connection
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReverieError(f"cannot create the reverie home {path.parent}: {exc.strerror}") from None
+    conn = None
     try:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per unit of work.
         conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
@@ -67,7 +68,11 @@ def connect(path: Path | str, busy_timeout_ms: int = 5000) -> sqlite3.Connection
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ReverieError) as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, ReverieError):
+            raise
         raise translate(exc, path) from None
     return conn
 

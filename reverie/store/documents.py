@@ -25,6 +25,10 @@ class SearchHit:
     end_char: int
     text: str
     score: float  # BM25, larger is better
+    snippet: str = ""  # the best-matching words, matches wrapped in MARK_START/MARK_END
+
+
+MARK_START, MARK_END = "\x02", "\x03"
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -106,12 +110,10 @@ class DocumentsMixin:
             return []
         rows = self.conn.execute(
             "SELECT c.id, c.document_id, d.source, d.title, c.start_char, c.end_char, c.text, "
-            "       bm25(chunks_fts) AS rank "
+            "       bm25(chunks_fts) AS rank, snippet(chunks_fts, 0, ?, ?, '…', 24) AS snip "
             "FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
             "JOIN documents d ON d.id = c.document_id "
             "WHERE chunks_fts MATCH ? ORDER BY rank LIMIT ?",
-            (match, limit),
+            (MARK_START, MARK_END, match, limit),
         ).fetchall()
-        return [
-            SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -float(r["rank"])) for r in rows
-        ]
+        return [SearchHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -float(r["rank"]), r["snip"]) for r in rows]

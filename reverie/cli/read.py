@@ -1,0 +1,67 @@
+"""`reverie read PATH...`: read files and folders into the store (see `reverie.wake.reader`).
+
+Shows a progress bar on a terminal, then what happened to each file: counts of new, updated,
+unchanged and skipped files, and a table of the skipped ones with the reason. Warnings are
+printed as they happen (through the Reverie log).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from reverie.cli.app import app, console, err_console, reverie
+
+_TABLE_ROWS = 20  # a folder full of unsupported files should not scroll the summary away
+
+
+@app.command("read")
+def read_cmd(
+    paths: list[Path] = typer.Argument(..., help="Files (.txt .md .rst .html .pdf) and folders to read."),
+) -> None:
+    """Read documents into memory; unchanged files are recognised and skipped quickly."""
+    rv = reverie()
+    try:
+        with Progress(
+            TextColumn("{task.description}", style="dim", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=not err_console.is_terminal,
+        ) as bar:
+            task = bar.add_task("reading", total=None)
+
+            def progress(done: int, total: int, path: str) -> None:
+                bar.update(task, completed=done, total=total, description=_shown(path))
+
+            report = rv.read(paths, progress=progress)
+    finally:
+        rv.close()
+
+    console.print(
+        f"read {report.read} file(s): {len(report.new)} new, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged; {len(report.skipped)} skipped; "
+        f"{report.chunks_added} chunk(s) added",
+        highlight=False,
+    )
+    if report.skipped:
+        table = Table("skipped", "reason", box=None, header_style="bold")
+        for path, reason in sorted(report.skipped)[:_TABLE_ROWS]:
+            table.add_row(Text(_shown(path)), Text(reason))  # Text: no markup in names
+        if len(report.skipped) > _TABLE_ROWS:
+            table.add_row(f"... and {len(report.skipped) - _TABLE_ROWS} more", "")
+        console.print(table, highlight=False)
+
+
+def _shown(path: str) -> str:
+    """A path relative to the working folder when it lies inside it: shorter, still unambiguous."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
