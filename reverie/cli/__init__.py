@@ -16,6 +16,8 @@ from reverie.errors import ReverieError
 from reverie.cli import wake as _wake  # noqa: E402,F401
 from reverie.cli import read as _read  # noqa: E402,F401
 from reverie.cli import meter as _meter  # noqa: E402,F401
+from reverie.cli import dream as _dream  # noqa: E402,F401
+from reverie.cli import sleep as _sleep  # noqa: E402,F401
 from reverie.cli import settings_cmd as _settings_cmd  # noqa: E402,F401
 from reverie.cli import demo as _demo  # noqa: E402,F401
 

@@ -32,14 +32,14 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_config(cls, gen, **overrides) -> "SamplingParams":
+    def from_config(cls, gen, **overrides) -> SamplingParams:
         """From a `reverie.config.GenerationConfig`, with keyword overrides (None = keep)."""
         values = {k: getattr(gen, k) for k in ("temperature", "top_p", "min_p", "top_k",
                                                "repetition_penalty", "max_new_tokens", "seed")}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def resolved(self) -> "SamplingParams":
+    def resolved(self) -> SamplingParams:
         """A copy with a concrete seed (drawn now if None), so it can be recorded."""
         seed = self.seed if self.seed is not None else random.SystemRandom().randrange(2**31)
         return SamplingParams(**{**asdict(self), "seed": seed})

@@ -1,0 +1,146 @@
+"""Benchmark: the SEAL knowledge-incorporation protocol for `reverie sleep` (issue 5's "done when").
+
+    python bench/sleep_seal.py --data ../shared/data/squad_dev_200.json --passages 50 \
+        --wikitext ../shared/data/wikitext2_valid.txt
+
+1. A fresh home reads the first N passages (one Markdown document each, titled).
+2. One night (`Reverie.sleep`): dream (sleep.generators, BUDGET tokens per passage), train,
+   quiz and gate. The quiz is the passages' SQuAD questions (closed book: the question alone),
+   scored answer-contained and token F1; these questions and answers are never trained on (the
+   dream generators write their own questions). Forgetting: perplexity on the first tokens of
+   --wikitext. Diversity: the probe on "Tell me a joke." (distinct answers and Vendi).
+3. Baseline: plain LoRA (same settings, no regularisers) on the raw passages as plain text for
+   the same number of training tokens as the night, quizzed the same way.
+
+Prints a JSON summary (also written to --out) and, with --markdown, a BENCHMARKS.md table.
+Settings can be changed with REVERIE_* environment variables, e.g. REVERIE_SLEEP__EPOCHS=4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, type=Path, help="squad_dev_200.json (SEAL's split)")
+    ap.add_argument("--passages", type=int, default=50)
+    ap.add_argument("--wikitext", type=Path, help="wikitext2_valid.txt for perplexity")
+    ap.add_argument("--budget", type=int, default=400, help="dream tokens per passage")
+    ap.add_argument("--home", type=Path, help="reverie home (default: a fresh temporary one)")
+    ap.add_argument("--models", type=Path, help="reuse this folder of converted models")
+    ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a loaded machine)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the raw-passage LoRA baseline")
+    ap.add_argument("--out", type=Path, help="write the JSON summary here")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args(argv)
+
+    from reverie.app import Reverie
+    from reverie.config import load_settings
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="reverie-seal-"))
+    passages = json.loads(args.data.read_text(encoding="utf-8"))[: args.passages]
+    docs = home / "passages"
+    docs.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(passages):
+        (docs / f"{i:03d}.md").write_text(f"# {p['title']}\n\n{p['context']}\n", encoding="utf-8")
+    quiz = home / "quiz.jsonl"  # outside `docs`: never read, never dreamed about
+    quiz.write_text("".join(json.dumps(q) + "\n" for p in passages for q in p["questions"]), encoding="utf-8")
+    if args.models:
+        (home / "models").mkdir(exist_ok=True)
+        for m in args.models.iterdir():
+            if not (home / "models" / m.name).exists():
+                os.symlink(m.resolve(), home / "models" / m.name)
+    overrides = {
+        "dream": {"baseline": False},
+        "quiz": {"general_text": str(args.wikitext) if args.wikitext else None,
+                 "probe_prompts": ["Tell me a joke."], "max_questions": 100000},
+    }
+    if args.threads:
+        overrides["model"] = {"threads": args.threads}
+    settings = load_settings(home=home, overrides=overrides)
+    rv = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr))
+    t0 = time.perf_counter()
+    rv.read([docs])
+    read_s = time.perf_counter() - t0
+    last = {"t": 0.0}
+
+    def progress(phase, info):
+        if time.perf_counter() - last["t"] > 30:
+            last["t"] = time.perf_counter()
+            print(phase, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()}, file=sys.stderr)
+
+    night = rv.sleep(budget=args.budget * len(passages), quiz_file=quiz, progress=progress)
+    out = {
+        "passages": len(passages),
+        "questions": night.figures["base"]["n_questions"],
+        "budget_per_passage": args.budget,
+        "threads": args.threads,
+        "load_average": os.getloadavg(),
+        "night": {"id": night.night_id, "status": night.status, "timings": night.timings, "tokens": night.tokens,
+                  "checks": [c.__dict__ for c in night.checks]},
+        "base": night.figures["base"],
+        "sleep": night.figures["candidate"],
+        "read_seconds": read_s,
+        "settings": settings.sleep.model_dump(mode="json"),
+    }
+    if not args.no_baseline:
+        out["raw_passages"] = raw_baseline(rv, passages, night.tokens["trained"], quiz, args.wikitext)
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    if args.markdown:
+        print(markdown(out))
+    return out
+
+
+def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -> dict:
+    """Plain LoRA on the raw passages (plain text, loss on every token) for `tokens` tokens."""
+    from reverie.models import load_model
+    from reverie.quiz.questions import load_questions
+    from reverie.quiz.run import Measure
+    from reverie.sleep.adapters import new_lora
+    from reverie.sleep.data import Example, encode
+    from reverie.sleep.train import train
+
+    s = rv.settings
+    loaded = load_model(str(rv.model_path), s.models_dir, s.model.dtype, s.model.threads)
+    cfg = s.sleep.model_copy(update={"kl_weight": 0.0, "entropy_weight": 0.0})
+    encoded = [encode(loaded.tokenizer, Example(f"{p['title']}\n\n{p['context']}", None, "new"), cfg.max_tokens)
+               for p in passages]
+    per_epoch = sum(len(e.ids) for e in encoded)
+    cfg = cfg.model_copy(update={"epochs": tokens / per_epoch})
+    model = new_lora(loaded.model, cfg)
+    t0 = time.perf_counter()
+    result = train(model, loaded.tokenizer, encoded, cfg, seed=0, checkpoint=s.home / "raw-baseline.pt")
+    loaded.model = model
+    measure = Measure(load_questions(quiz), s.quiz, s.meter, wikitext)
+    figures = measure(loaded, "raw passages").as_dict()
+    figures["train"] = {"tokens": result.tokens, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
+                        "tokens_per_second": result.tokens_per_second}
+    return figures
+
+
+def markdown(out: dict) -> str:
+    rows = [("base (closed book)", out["base"]), ("raw-passage LoRA", out.get("raw_passages")),
+            ("reverie sleep", out["sleep"])]
+    lines = ["| model | contained | token F1 | wikitext ppl | joke distinct | joke Vendi |", "|---|---|---|---|---|---|"]
+    for label, f in rows:
+        if f:
+            lines.append(f"| {label} | {f['accuracy']:.1%} | {f['f1']:.3f} | {f['perplexity'] or float('nan'):.2f} | "
+                         f"{f['n_distinct']:.0f} | {f['vendi']:.2f} |")
+    t = out["night"]["timings"]
+    lines.append(f"\nnight: dream {t['dream']:.0f} s, train {t['train']:.0f} s, quiz {t['quiz']:.0f} s, "
+                 f"total {t['total']:.0f} s; {out['night']['tokens']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

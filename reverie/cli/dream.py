@@ -1,0 +1,120 @@
+"""`reverie dream` (generate a diverse, grounded dream set) and `reverie dreams` (list, export).
+
+    reverie dream --budget 20000 --generators qa,facts,dream
+    reverie dreams --dropped --generator qa
+    reverie dreams --export dreams.parquet
+
+Thin: the work is in `reverie.dream`. Ctrl-C keeps every committed batch; rerunning the same
+command continues the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from reverie.cli.app import app, console, err_console, notice, reverie
+from reverie.errors import ReverieError
+
+
+@app.command("dream")
+def dream_cmd(
+    budget: int | None = typer.Option(None, "--budget", help="Tokens of kept dreams (default: dream.budget)."),
+    generators: str | None = typer.Option(
+        None, "--generators", help="Comma-separated: restate,qa,facts,bookclub,entities,reconcile,dream,spar."
+    ),
+    docs: str | None = typer.Option(
+        None, "--docs", help="'all' or document ids like 1,2 (default: everything read since the last night)."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Abandon an interrupted run instead of continuing it."),
+) -> None:
+    """Dream about what was read: generate, gate, deduplicate and select synthetic texts, then
+    compare their diversity with a naive baseline."""
+    rv = reverie()
+    names = generators.split(",") if generators is not None else None
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{phase} items", total=total)
+            bar.update(tasks[phase], completed=done)
+
+        result = rv.dream(budget=budget, generators=names, docs=docs, fresh=fresh, progress=progress)
+    if result.resumed:
+        notice(f"run {result.run_id} was continued from where it stopped")
+    console.print(
+        f"dream run {result.run_id}: kept {result.kept} dreams ({result.kept_tokens} tokens), "
+        f"dropped {result.dropped}; generated {result.generated_tokens} tokens "
+        f"at {result.tokens_per_second:.0f} tokens/s",
+        highlight=False,
+    )
+    if result.drop_reasons:
+        console.print(
+            "dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(result.drop_reasons.items(), key=lambda x: -x[1])),
+            highlight=False,
+        )
+    if result.meter:
+        from reverie.meter.report import meter_table
+
+        table = meter_table(result.meter)
+        table.title = "dream set vs naive baseline"
+        console.print(table)
+    else:
+        notice("fewer than two dreams were kept: no meter (see `reverie dreams --dropped`)")
+
+
+def _flat(text: str, width: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@app.command("dreams")
+def dreams_cmd(
+    generator: str | None = typer.Option(None, "--generator", "-g", help="Only this generator's dreams."),
+    dropped: bool = typer.Option(False, "--dropped", help="Show dropped dreams with the gate's reasons."),
+    everything: bool = typer.Option(False, "--all", help="Kept and dropped dreams."),
+    run: int | None = typer.Option(None, "--run", help="Only this dream run's dreams."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="At most this many."),
+    export: Path | None = typer.Option(None, "--export", help="Write the dreams to this file instead of listing."),
+    fmt: str | None = typer.Option(None, "--format", help="jsonl or parquet (default: from --export's suffix)."),
+) -> None:
+    """List, filter and export dreams (of finished runs)."""
+    from reverie.dream.generators import GENERATORS
+
+    if generator is not None and generator not in GENERATORS:
+        raise ReverieError(f"unknown generator {generator!r}; choose from {', '.join(GENERATORS)}")
+    if fmt is not None and export is None:
+        raise ReverieError("--format goes with --export FILE")
+    rv = reverie()
+    status = None if everything else ("dropped" if dropped else "kept")
+    rows = rv.store.list_dreams(generator=generator, status=status, run_id=run, limit=limit)
+    if export is not None:
+        from reverie.dream.export import export_dreams
+
+        n = export_dreams(rows, export, fmt)
+        rv.store.register_artifact("dreams", export.resolve(), {"count": n, "status": status, "generator": generator})
+        console.print(f"wrote {n} dreams to {export}", highlight=False)
+        return
+    if not rows:
+        console.print("no dreams" + (" dropped" if dropped else ""))
+        return
+    table = Table()
+    for col in ("id", "generator", "sources", "tokens", "reason" if status != "kept" else "grounded", "text"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        metrics = json.loads(r["metrics"])
+        last = r["drop_reason"] or "" if status != "kept" else f"{metrics.get('grounded', 0):.0%}"
+        table.add_row(str(r["id"]), r["generator"], ",".join(map(str, json.loads(r["source_chunk_ids"]))),
+                      str(metrics.get("n_tokens", "")), last, _flat(r["text"], 100))
+    console.print(table)
+    counts = Counter(r["generator"] for r in rows)
+    notice(", ".join(f"{g} {n}" for g, n in counts.most_common()))

@@ -1,0 +1,185 @@
+"""`reverie sleep` (one night), `reverie quiz`, `reverie adapters`, `reverie use`, `reverie merge`.
+
+    reverie sleep --budget 20000 --quiz quiz.jsonl
+    reverie quiz --quiz quiz.jsonl --adapter night-3 --general-text wikitext2_valid.txt
+    reverie adapters
+    reverie use night-3          # or: reverie use base
+    reverie merge --out merged/  # the adapter in use, merged into a standalone model
+
+Thin: the work is in `reverie.sleep` and `reverie.quiz`. Ctrl-C during a night leaves it
+interrupted; the next `reverie sleep` resumes it from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from reverie.cli.app import app, console, err_console, notice, reverie, warn
+from reverie.errors import ReverieError
+
+ROWS = (  # (label, key, format) of the figures tables
+    ("quiz accuracy (contained)", "accuracy", "{:.1%}"),
+    ("quiz token F1", "f1", "{:.3f}"),
+    ("perplexity (general text)", "perplexity", "{:.2f}"),
+    ("probe Vendi", "vendi", "{:.2f}"),
+    ("probe distinct answers", "n_distinct", "{:.1f}"),
+)
+
+
+def _figures_table(columns: dict[str, dict], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    for label in columns:
+        table.add_column(escape(label), justify="right")
+    table.add_row("questions", *(str(c["n_questions"]) for c in columns.values()))
+    for label, key, fmt in ROWS:
+        table.add_row(label, *("-" if c.get(key) is None else fmt.format(c[key]) for c in columns.values()))
+    return table
+
+
+@app.command("sleep")
+def sleep_cmd(
+    budget: int | None = typer.Option(None, "--budget", help="Tokens of dreams (default: sleep.budget or dream.budget)."),
+    quiz: Path | None = typer.Option(
+        None, "--quiz", help="JSONL of question/answer (default: quiz.file, else questions held out from the dreams)."
+    ),
+) -> None:
+    """One night: dream over what was read, train a LoRA adapter on the dreams, quiz it, and keep
+    it only if the model learned without forgetting or collapsing."""
+    rv = reverie()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(), console=err_console, transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(phase: str, info: dict) -> None:
+            if phase == "dream":
+                key, done, total, text = f"dream {info['phase']}", info["done"], info["total"], ""
+            elif phase == "train":
+                key, done, total = "train steps", info["step"], info["steps"]
+                text = f"loss {info['loss']:.3f}, {info['tokens_per_second']:.0f} tokens/s"
+            else:
+                key, done, total, text = "quiz", None, None, escape(info["what"])
+            if key not in tasks:
+                tasks[key] = bar.add_task(key, total=total, info="")
+            bar.update(tasks[key], completed=done, info=text)
+
+        result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress)
+    if result.resumed:
+        notice(f"night {result.night_id} was resumed from where it stopped")
+    figs = result.figures
+    columns = {"base": figs["base"]}
+    if "reference" in figs:
+        columns[f"{result.parent} (before)"] = figs["reference"]
+    columns[f"{result.adapter} (candidate)"] = figs["candidate"]
+    console.print(_figures_table(columns, f"night {result.night_id}: what was learned"))
+    checks = Table(title="gate")
+    for col in ("check", "passed", "detail"):
+        checks.add_column(col)
+    for c in result.checks:
+        checks.add_row(c.name, "yes" if c.passed else "[red]no[/red]", escape(c.detail))
+    console.print(checks)
+    t, k = result.timings, result.tokens
+    console.print(
+        f"cost: dream {t['dream']:.0f} s ({k['dreamed']:.0f} tokens kept of {k['generated']:.0f} generated), "
+        f"train {t['train']:.0f} s ({k['examples']:.0f} examples, {k['trained']:.0f} tokens at "
+        f"{k['tokens_per_second']:.0f} tokens/s), quiz {t['quiz']:.0f} s; total {t['total']:.0f} s",
+        highlight=False,
+    )
+    if result.status == "kept":
+        console.print(f"kept: {escape(result.adapter)} is now in use", highlight=False)
+    else:
+        console.print(
+            f"rejected: {escape(result.adapter)} rolled back; its dreams stay for a later night", highlight=False
+        )
+
+
+@app.command("quiz")
+def quiz_cmd(
+    quiz: Path | None = typer.Option(None, "--quiz", help="JSONL of question/answer (default: held-out questions)."),
+    adapter: list[str] = typer.Option([], "--adapter", "-a", help="Also quiz this adapter (repeatable)."),
+    general_text: Path | None = typer.Option(
+        None, "--general-text", help="Text for perplexity (forgetting); default: quiz.general_text."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+) -> None:
+    """Closed-book quiz (SQuAD scoring), perplexity and diversity probe of the base model, the
+    adapter in use and any --adapter."""
+    rv = reverie()
+    with err_console.status("quiz") as status:
+        results = rv.quiz(adapter, quiz_file=quiz, general_text=general_text,
+                          progress=lambda what: status.update(escape(what)))
+    if as_json:
+        console.print_json(json.dumps([r.as_dict() for r in results]))
+        return
+    console.print(_figures_table({r.label: r.as_dict() for r in results}, "quiz"))
+
+
+@app.command("adapters")
+def adapters_cmd() -> None:
+    """List adapters with their verdicts and figures; * marks the one in use."""
+    rv = reverie()
+    rows = rv.store.adapters()
+    if not rows:
+        console.print("no adapters yet: run `reverie sleep`")
+        return
+    in_use = rv.store.get_state("adapter")
+    table = Table()
+    for col in ("", "id", "name", "verdict", "night", "accuracy", "perplexity", "vendi", "base model", "created"):
+        table.add_column(col)
+    for r in rows:
+        cand = json.loads(r["metrics"]).get("figures", {}).get("candidate", {})
+        cells = [cand.get("accuracy"), cand.get("perplexity"), cand.get("vendi")]
+        fmt = ["{:.1%}", "{:.2f}", "{:.2f}"]
+        table.add_row(
+            "*" if r["name"] == in_use else "", str(r["id"]), escape(r["name"]), r["verdict"], str(r["night_id"] or ""),
+            *("" if v is None else f.format(v) for v, f in zip(cells, fmt, strict=True)),
+            escape(r["base_model"]), r["created_at"],
+        )
+    console.print(table)
+
+
+@app.command("use")
+def use_cmd(adapter: str = typer.Argument(..., help="Adapter name or id, or 'base' for no adapter.")) -> None:
+    """Select the adapter that chat, probe and quiz use ('base': none)."""
+    from reverie.models import model_identity
+    from reverie.sleep.adapters import registered
+
+    rv = reverie()
+    if adapter in ("base", "none"):
+        rv.store.set_state("adapter", None)
+        console.print("using the base model (no adapter)")
+        return
+    row = registered(rv.store, adapter, model_identity(rv.model_path))
+    if row["verdict"] != "kept":
+        warn(f"{row['name']} was {row['verdict']} by its night's gate")
+    rv.store.set_state("adapter", row["name"])
+    console.print(f"using {escape(row['name'])}", highlight=False)
+
+
+@app.command("merge")
+def merge_cmd(
+    adapter: str | None = typer.Argument(None, help="Adapter name or id (default: the one in use)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model (new or empty)."),
+) -> None:
+    """Merge an adapter into the base weights and write a standalone Hugging Face model."""
+    from reverie.models import load_model
+    from reverie.sleep.adapters import merge, registered
+
+    rv = reverie()
+    name = adapter or rv.store.get_state("adapter")
+    if not name:
+        raise ReverieError("no adapter in use; name one: reverie merge ADAPTER --out DIR")
+    m = rv.settings.model
+    loaded = load_model(str(rv.model_path), rv.settings.models_dir, m.dtype, m.threads, log=rv.log)
+    row = registered(rv.store, name, loaded.identity)
+    path = merge(loaded, row, out)
+    rv.store.register_artifact("merged_model", path.resolve(), {"adapter": row["name"], "base_model": loaded.identity})
+    console.print(f"wrote {escape(str(path))}: {escape(loaded.name)} + {escape(row['name'])}", highlight=False)

@@ -1,0 +1,18 @@
+"""Dream: turn what the model read into diverse, grounded synthetic text, measured every time.
+
+    from reverie.app import Reverie
+    rv = Reverie.from_settings()
+    result = rv.dream(budget=20000, generators=["qa", "facts", "dream"])
+    result.meter["dreams"]["vendi"], result.meter["baseline"]["vendi"]
+
+Modules: base (work items, the generator protocol, parsing), generators/ (one module per
+generator, prompts in TEMPLATES), entropy (personas, audiences, random words, distant chunks),
+gate (the quality gate), select (MinHash dedup, diversity selection), baseline (the naive
+prompt), run (the resumable run), export (jsonl/parquet). From the command line:
+`reverie dream --budget 20000` and `reverie dreams [--dropped] [--export FILE]`.
+"""
+
+from reverie.dream.generators import GENERATORS
+from reverie.dream.run import DreamResult, run_dream
+
+__all__ = ["GENERATORS", "DreamResult", "run_dream"]

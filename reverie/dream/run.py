@@ -1,0 +1,374 @@
+"""`reverie dream`: plan, generate in committed batches, gate, deduplicate, select, meter.
+
+    from reverie.dream import run_dream
+    result = run_dream(rv, budget=20000, generators=["qa", "facts"], docs=None)
+
+1. Plan. The chunks (default: documents read since the last night) share the budget equally.
+   Per chunk, work items cycle through the generators until their expected output reaches
+   `overgenerate` x the chunk's budget. Items are ordered by generator, so a batch shares prompts'
+   sampling settings and the backend runs them together. Item i's outside randomness is seeded
+   by derive_seed(run seed, i), each backend call by derive_seed(run seed, phase, batch, step).
+2. Generate. Batches of `items_per_batch` items are driven in lockstep (reverie.dream.base); each
+   batch's candidates pass the gate (reverie.dream.gate) and are committed in ONE transaction
+   with the batch's done-marker. Killed and restarted, the run skips committed batches: nothing
+   finished is lost, and the same seed gives the same texts.
+3. Baseline. The naive prompt (reverie.dream.baseline) is sampled to the same budget per chunk.
+4. Select. Gate-passed dreams lose near-duplicates (MinHash), then a diverse subset within each
+   chunk's budget is chosen (reverie.dream.select). Everything left out stays, dropped, with why.
+5. Meter both sets (reverie.meter.meter_texts) and store the figures with the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from reverie.config import DreamConfig
+from reverie.dream import baseline
+from reverie.dream.base import Ask, Candidate, Chunk, WorkItem, derive_seed
+from reverie.dream.entropy import distant_partners
+from reverie.dream.gate import Gate
+from reverie.dream.generators import GENERATORS
+from reverie.dream.select import near_duplicates, select_within_budget
+from reverie.errors import ReverieError
+from reverie.models.backend import Backend, Generation
+from reverie.store.dreams import DreamRecord
+
+Progress = Callable[[str, int, int], None]  # (phase, items done, items in the phase)
+
+
+@dataclass
+class DreamResult:
+    run_id: int
+    resumed: bool
+    kept: int
+    dropped: int
+    kept_tokens: int
+    generated_tokens: int  # by this process (a resumed run counts only what it generated itself)
+    generate_seconds: float
+    drop_reasons: dict[str, int] = field(default_factory=dict)  # reason kind -> count
+    meter: dict[str, dict] = field(default_factory=dict)  # 'dreams' / 'baseline' -> meter_texts()
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.generate_seconds if self.generate_seconds else 0.0
+
+
+# -- choosing what to dream about ----------------------------------------------------------------
+def resolve_chunks(store, docs: str | None) -> list[Chunk]:
+    """docs: None (read since the last night), 'all', or comma-separated document ids."""
+    if not store.documents():
+        raise ReverieError("nothing read yet: run `reverie read PATH` first")
+    if docs is None:
+        night = store.last_finished_night()
+        rows = store.documents(since=night["finished_at"] if night else None)
+        if not rows:
+            raise ReverieError("nothing read since the last night; read something new or pass --docs all")
+        ids = [r["id"] for r in rows]
+    elif docs.strip() == "all":
+        ids = [r["id"] for r in store.documents()]
+    else:
+        try:
+            ids = [int(x) for x in docs.split(",") if x.strip()]
+        except ValueError:
+            raise ReverieError(f"--docs takes 'all' or document ids like 1,2,5, not {docs!r}") from None
+        known = {r["id"] for r in store.documents()}
+        unknown = [i for i in ids if i not in known]
+        if unknown or not ids:
+            raise ReverieError(f"no document {unknown[0] if unknown else docs!r} (see `reverie status`)")
+    chunks = [Chunk(r["id"], r["document_id"], r["text"]) for r in store.chunks(ids)]
+    if not chunks:
+        raise ReverieError("the chosen documents have no text to dream about")
+    return chunks
+
+
+def check_generators(names: Sequence[str]) -> list[str]:
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in GENERATORS]
+    if unknown:
+        raise ReverieError(f"unknown generator {unknown[0]!r}; choose from {', '.join(GENERATORS)}")
+    if not names:
+        raise ReverieError(f"no generator chosen; choose from {', '.join(GENERATORS)}")
+    return list(dict.fromkeys(names))
+
+
+def plan(chunks: list[Chunk], generators: list[str], budget: int, overgenerate: float, seed: int) -> list[WorkItem]:
+    """The run's work items (deterministic in its arguments), grouped by generator."""
+    per_chunk = overgenerate * budget / len(chunks)
+    rng = random.Random(derive_seed(seed, "plan"))
+    wanted: dict[str, list[Chunk]] = defaultdict(list)
+    for chunk in chunks:
+        order = rng.sample(generators, len(generators))  # which generator a short budget favours varies
+        expected, k = 0.0, 0
+        while expected < per_chunk:
+            name = order[k % len(order)]
+            wanted[name].append(chunk)
+            expected += GENERATORS[name].EST_TOKENS
+            k += 1
+    items: list[WorkItem] = []
+    for name in generators:
+        for chunk in wanted[name]:
+            index = len(items)
+            item_seed = derive_seed(seed, "item", index)
+            partners: list[Chunk] = []
+            if name == "dream":
+                r = random.Random(derive_seed(item_seed, "partners"))
+                partners = distant_partners(chunk, chunks, r, k=r.choice(GENERATORS["dream"].PARTNERS))
+            items.append(WorkItem(index, name, chunk, partners, item_seed))
+    return items
+
+
+# -- driving generators --------------------------------------------------------------------------
+def drive(items: list[WorkItem], backend: Backend, seed_path: tuple) -> tuple[list[list[Candidate]], int]:
+    """Run the items' generators in lockstep: each step sends every pending Ask to the backend,
+    one call per distinct sampling setting. Returns candidates per item and tokens generated."""
+    works = [GENERATORS[item.generator].work(item) for item in items]
+    results: list[list[Candidate]] = [[] for _ in items]
+    pending: dict[int, list[Ask]] = {}
+
+    def advance(i: int, sent: list[Generation] | None) -> None:
+        try:
+            pending[i] = works[i].send(sent)
+        except StopIteration as stop:
+            results[i] = stop.value
+            pending.pop(i, None)
+
+    for i in range(len(items)):
+        advance(i, None)
+    generated, step = 0, 0
+    while pending:
+        groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for i, asks in pending.items():
+            for j, ask in enumerate(asks):
+                groups[json.dumps(ask.params.as_dict(), sort_keys=True)].append((i, j))
+        answers: dict[int, list[Generation | None]] = {i: [None] * len(a) for i, a in pending.items()}
+        for g, (_key, members) in enumerate(sorted(groups.items())):
+            params = dataclasses.replace(pending[members[0][0]][members[0][1]].params,
+                                         seed=derive_seed(*seed_path, step, g))
+            gens = backend.generate([pending[i][j].prompt for i, j in members], params)
+            for (i, j), gen in zip(members, gens, strict=True):
+                answers[i][j] = gen
+                generated += gen.n_tokens
+        for i in list(pending):
+            advance(i, answers[i])
+        step += 1
+    return results, generated
+
+
+def _count_tokens(backend, texts: list[str], estimates: list[int]) -> list[int]:
+    """Exact token counts with the backend's tokenizer when it has one, else the estimates."""
+    tok = getattr(backend, "tokenizer", None)
+    if tok is None:
+        return estimates
+    return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
+
+
+# -- the run --------------------------------------------------------------------------------------
+def _run_config(budget: int, generators: list[str], chunks: list[Chunk], cfg: DreamConfig) -> dict:
+    return {"budget": budget, "generators": generators, "chunk_ids": [c.id for c in chunks],
+            "overgenerate": cfg.overgenerate, "items_per_batch": cfg.items_per_batch, "baseline": cfg.baseline}
+
+
+def _open_run(store, budget, generators, chunks, cfg: DreamConfig, seed: int | None, fresh: bool):
+    """(run row, resumed): continue an interrupted run with the same settings, or start one."""
+    wanted = _run_config(budget, generators, chunks, cfg)
+    run = store.unfinished_dream_run()
+    if run is not None and fresh:
+        store.abandon_dream_run(run["id"])
+        run = None
+    if run is not None:
+        same = json.loads(run["config"]) == wanted and (seed is None or seed == run["seed"])
+        if not same:
+            raise ReverieError(
+                f"dream run {run['id']} was interrupted with other settings; rerun with the same options "
+                "to continue it, or add --fresh to abandon it"
+            )
+        return run, True
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    return store.dream_run(store.start_dream_run(seed, wanted)), False
+
+
+def run_dream(
+    rv,
+    *,
+    budget: int | None = None,
+    generators: Sequence[str] | None = None,
+    docs: str | None = None,
+    fresh: bool = False,
+    backend: Backend | None = None,
+    progress: Progress | None = None,
+) -> DreamResult:
+    """Dream about what was read; see the module docstring. `rv` is a reverie.app.Reverie."""
+    cfg: DreamConfig = rv.settings.dream
+    budget = cfg.budget if budget is None else budget
+    if budget <= 0:
+        raise ReverieError(f"the budget must be a positive number of tokens, not {budget}")
+    names = check_generators(cfg.generators if generators is None else generators)
+    store = rv.store
+    chunks = resolve_chunks(store, docs)
+    run, resumed = _open_run(store, budget, names, chunks, cfg, rv.settings.generation.seed, fresh)
+    run_id, seed = run["id"], run["seed"]
+    if resumed:
+        rv.log(f"continuing interrupted dream run {run_id}")
+    backend = backend or make_backend(rv)
+    gate = Gate(cfg, perplexity=_perplexity(rv), slack={n: m.GROUNDING_SLACK for n, m in GENERATORS.items()})
+    sources = {c.id: c.text for c in chunks}
+    items = plan(chunks, names, budget, cfg.overgenerate, seed)
+    stats = {"tokens": 0, "seconds": 0.0}
+
+    done = {b["batch"] for b in store.dream_run_batches(run_id, "dream")}
+    batches = [items[i : i + cfg.items_per_batch] for i in range(0, len(items), cfg.items_per_batch)]
+    for b, batch in enumerate(batches):
+        if progress:
+            progress("dream", sum(len(x) for x in batches[:b]), len(items))
+        if b in done:
+            continue
+        t0 = time.perf_counter()
+        per_item, generated = drive(batch, backend, (seed, "dream", b))
+        seconds = time.perf_counter() - t0
+        candidates = [c for cs in per_item for c in cs]
+        counts = _count_tokens(backend, [c.text for c in candidates], [c.n_tokens for c in candidates])
+        verdicts = gate.check(candidates, sources)
+        records = [_record(c, v, n, backend.identity) for c, v, n in zip(candidates, verdicts, counts, strict=True)]
+        kept = sum(n for n, v in zip(counts, verdicts, strict=True) if v.reason is None)
+        store.commit_dream_batch(run_id, "dream", b, dreams=records, n_tokens=generated, kept_tokens=kept,
+                                 seconds=seconds)
+        stats["tokens"] += generated
+        stats["seconds"] += seconds
+    if progress:
+        progress("dream", len(items), len(items))
+
+    if cfg.baseline:
+        _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progress, stats)
+    return _finish(rv, store, run_id, chunks, budget, cfg, resumed, stats)
+
+
+def make_backend(rv) -> Backend:
+    """The backend `dream.backend` names; the local transformers model by default."""
+    cfg = rv.settings.dream
+    if cfg.backend == "openai":
+        from reverie.models.openai_http import OpenAIBackend
+
+        return OpenAIBackend(cfg.endpoint, model=cfg.api_model, batch_size=cfg.batch_size)
+    if cfg.backend == "llamacpp":
+        from reverie.models.llamacpp import LlamaCppBackend
+
+        m = rv.settings.model
+        return LlamaCppBackend(m.path, threads=m.threads)
+    from reverie.models import TransformersBackend
+
+    return TransformersBackend(rv.loaded, batch_size=cfg.batch_size)
+
+
+def _record(c: Candidate, verdict, n_tokens: int, model: str) -> DreamRecord:
+    metrics = {"n_tokens": n_tokens, **verdict.metrics, "entropy": c.entropy}
+    if c.answer is not None:
+        metrics["answer"] = c.answer
+    return DreamRecord(
+        generator=c.generator, text=c.text, model=model, seed=c.seed, source_chunk_ids=c.sources,
+        sampling=c.params.as_dict() | {"seed": c.seed}, prompt=c.prompt, metrics=metrics,
+        status="kept" if verdict.reason is None else "dropped", drop_reason=verdict.reason,
+    )
+
+
+def _perplexity(rv):
+    from reverie.meter.model_metrics import perplexities
+
+    return lambda texts: perplexities(rv.loaded, texts)
+
+
+def _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progress, stats) -> None:
+    per_chunk = math.ceil(budget / len(chunks) / baseline.EST_TOKENS)
+    jobs = [c for _ in range(per_chunk) for c in chunks]
+    params = baseline.sampling(rv.settings.generation)
+    done = {b["batch"] for b in store.dream_run_batches(run_id, "baseline")}
+    size = max(cfg.items_per_batch, cfg.batch_size)
+    for b, start in enumerate(range(0, len(jobs), size)):
+        if progress:
+            progress("baseline", start, len(jobs))
+        if b in done:
+            continue
+        batch = jobs[start : start + size]
+        t0 = time.perf_counter()
+        gens = backend.generate([baseline.prompt(c.text) for c in batch],
+                                dataclasses.replace(params, seed=derive_seed(seed, "baseline", b)))
+        seconds = time.perf_counter() - t0
+        rows = [(c.id, g.text, g.n_tokens, g.seed) for c, g in zip(batch, gens, strict=True)]
+        n = sum(g.n_tokens for g in gens)
+        store.commit_dream_batch(run_id, "baseline", b, baselines=rows, n_tokens=n, kept_tokens=n, seconds=seconds)
+        stats["tokens"] += n
+        stats["seconds"] += seconds
+    if progress:
+        progress("baseline", len(jobs), len(jobs))
+
+
+def within_budget(rows, per_chunk: float, chunk_of: Callable, tokens_of: Callable) -> list:
+    """The first rows of each chunk up to its share of the budget (the baseline's texts)."""
+    used: dict[int, int] = defaultdict(int)
+    out = []
+    for r in rows:
+        c = chunk_of(r)
+        if used[c] < per_chunk:
+            used[c] += tokens_of(r)
+            out.append(r)
+    return out
+
+
+def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
+    from reverie.meter import meter_texts
+    from reverie.meter.embed import make_embedder
+
+    mcfg = rv.settings.meter
+    embedder = make_embedder(mcfg.embedder, mcfg.max_tokens, mcfg.embed_precision, warn=rv.log)
+    passed = store.run_dreams(run_id, status="kept")
+    drops: dict[int, str] = {}
+    for i, j in near_duplicates([r["text"] for r in passed], cfg.dedup_threshold).items():
+        drops[passed[i]["id"]] = f"near-duplicate of dream {passed[j]['id']}"
+    unique = [r for r in passed if r["id"] not in drops]
+    per_chunk = budget / len(chunks)
+    by_chunk: dict[int, list] = defaultdict(list)
+    for r in unique:
+        by_chunk[json.loads(r["source_chunk_ids"])[0]].append(r)
+    for rows in by_chunk.values():
+        if cfg.selection == "none":
+            continue
+        X = embedder.encode([r["text"] for r in rows])
+        costs = [json.loads(r["metrics"])["n_tokens"] for r in rows]
+        chosen = set(select_within_budget(X, costs, int(per_chunk), cfg.selection))
+        for k, r in enumerate(rows):
+            if k not in chosen:
+                drops[r["id"]] = "not selected: outside the budget of the most diverse subset"
+    kept = [r for r in unique if r["id"] not in drops]
+
+    meter: dict[str, dict] = {}
+    if len(kept) >= 2:
+        meter["dreams"] = meter_texts([r["text"] for r in kept], config=mcfg, embedder=embedder, warn=rv.log)
+    base = within_budget(store.run_baselines(run_id), per_chunk, lambda r: r["chunk_id"], lambda r: r["n_tokens"])
+    if len(base) >= 2:
+        meter["baseline"] = meter_texts([r["text"] for r in base], config=mcfg, embedder=embedder, warn=rv.log)
+    store.finish_dream_run(run_id, drops, {"meter": meter})
+    for label, metrics in meter.items():
+        store.add_meter_run("meter", f"dream run {run_id}: {label}", metrics, params={"run_id": run_id})
+
+    everything = store.run_dreams(run_id)
+    reasons: dict[str, int] = defaultdict(int)
+    for r in everything:
+        if r["status"] == "dropped":
+            reasons[r["drop_reason"].split(":")[0]] += 1
+    return DreamResult(
+        run_id=run_id,
+        resumed=resumed,
+        kept=len(kept),
+        dropped=len(everything) - len(kept),
+        kept_tokens=sum(json.loads(r["metrics"])["n_tokens"] for r in kept),
+        generated_tokens=stats["tokens"],
+        generate_seconds=stats["seconds"],
+        drop_reasons=dict(reasons),
+        meter=meter,
+    )

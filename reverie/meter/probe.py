@@ -1,0 +1,144 @@
+"""The "it only knows three jokes" test: ask a model the same prompt N times, count its answers.
+
+    from reverie.meter.probe import probe
+    result = probe(backend, ["Tell me a joke"], n=50, params=SamplingParams(temperature=1.0))
+    result.prompts[0].n_distinct        # distinct answers (semantic clusters)
+    result.as_dict()                    # per-prompt and mean figures, the seed included
+
+Each prompt is sent as one user message (chat template) N times with the given sampling; the
+answers are embedded once, clustered (`semantic.greedy_clusters` at `cluster_threshold`) and
+metered (`sets.meter_texts`). Greedy decoding is deterministic, so under `temperature=0` each
+prompt is answered once and that answer counts N times: one distinct answer by construction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from reverie.config import MeterConfig
+from reverie.errors import ReverieError
+from reverie.meter.embed import Embedder, make_embedder
+from reverie.meter.semantic import greedy_clusters
+from reverie.meter.sets import meter_texts
+
+
+@dataclass
+class PromptProbe:
+    prompt: str
+    answers: list[str]
+    clusters: list[list[int]]  # answer indices, largest cluster first
+    metrics: dict
+
+    @property
+    def n_distinct(self) -> int:
+        return len(self.clusters)
+
+    def as_dict(self, answers: bool = True) -> dict:
+        out = {
+            "prompt": self.prompt,
+            "n_distinct": self.n_distinct,
+            "cluster_sizes": [len(c) for c in self.clusters],
+            "examples": [self.answers[c[0]] for c in self.clusters],
+            "metrics": self.metrics,
+        }
+        if answers:
+            out["answers"] = self.answers
+        return out
+
+
+@dataclass
+class ProbeResult:
+    model: str
+    adapter: str | None
+    sampling: dict  # SamplingParams.as_dict() with the concrete seed
+    n: int
+    embedder: str
+    prompts: list[PromptProbe]
+    seconds: float
+    model_metrics: dict  # next-token entropy over the prompts (and KL with an adapter), when measured
+
+    @property
+    def seed(self) -> int:
+        return self.sampling["seed"]
+
+    def mean(self) -> dict:
+        """Mean over prompts of the distinct count and of every numeric set metric."""
+        out = {"n_distinct": sum(p.n_distinct for p in self.prompts) / len(self.prompts)}
+        for key, value in self.prompts[0].metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[key] = sum(p.metrics[key] for p in self.prompts) / len(self.prompts)
+        return out
+
+    def as_dict(self, answers: bool = True) -> dict:
+        return {
+            "model": self.model,
+            "adapter": self.adapter,
+            "sampling": self.sampling,
+            "seed": self.seed,
+            "n": self.n,
+            "embedder": self.embedder,
+            "seconds": round(self.seconds, 2),
+            "mean": self.mean(),
+            "model_metrics": self.model_metrics,
+            "prompts": [p.as_dict(answers) for p in self.prompts],
+        }
+
+
+def probe(
+    backend,
+    prompts: Sequence[str],
+    n: int,
+    params,
+    *,
+    config: MeterConfig | None = None,
+    embedder: Embedder | None = None,
+    adapter: str | None = None,
+    loaded=None,
+    progress: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ProbeResult:
+    """Sample `n` answers to each prompt with `backend` (a `TransformersBackend`) and `params`
+    (`SamplingParams`; a seed is drawn and recorded when it has none), then cluster and meter
+    them. `adapter` only labels the result: the backend's model already carries it.
+
+    With `loaded` (the backend's `LoadedModel`), also measures the model itself on the prompts:
+    the mean entropy of the first answer token and, when it carries an adapter, KL(base || adapted)
+    (`reverie.meter.model_metrics`)."""
+    if n < 2:
+        raise ReverieError(f"a probe needs at least two answers per prompt (-n 2 or more), got {n}")
+    if not prompts:
+        raise ReverieError("a probe needs at least one prompt")
+    config = config or MeterConfig()
+    params = params.resolved()
+    asked = 1 if params.temperature <= 0 else n  # greedy: the same answer every time
+    started = time.perf_counter()
+    requests = [[{"role": "user", "content": p}] for p in prompts for _ in range(asked)]
+    texts = [g.text for g in backend.generate(requests, params, progress)]
+    embedder = embedder or make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
+    answers = [texts[i * asked : (i + 1) * asked] * (n // asked) for i in range(len(prompts))]
+    vectors = embedder.encode([a for group in answers for a in group])
+    results = []
+    for i, prompt in enumerate(prompts):
+        X = vectors[i * n : (i + 1) * n]
+        clusters = sorted(greedy_clusters(X, config.cluster_threshold), key=len, reverse=True)
+        metrics = meter_texts(answers[i], config=config, embedder=embedder, embeddings=X)
+        results.append(PromptProbe(prompt, answers[i], clusters, metrics))
+    model_metrics = {}
+    if loaded is not None:
+        from reverie.meter.model_metrics import kl_base_adapted, next_token_entropy
+
+        model_metrics["next_token_entropy"] = next_token_entropy(loaded, prompts=prompts)
+        if hasattr(loaded.model, "disable_adapter"):
+            model_metrics["kl_base_adapted"] = kl_base_adapted(loaded, prompts=prompts)
+    return ProbeResult(
+        model=backend.identity,
+        adapter=adapter,
+        sampling=params.as_dict(),
+        n=n,
+        embedder=embedder.name,
+        prompts=results,
+        seconds=time.perf_counter() - started,
+        model_metrics=model_metrics,
+    )

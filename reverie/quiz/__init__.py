@@ -1,0 +1,9 @@
+"""Quiz: closed-book questions scored as SQuAD scores them, plus forgetting and diversity.
+
+    from reverie.quiz.run import quiz_models
+    results = quiz_models(rv, adapters=["night-3"], quiz_file="quiz.jsonl")   # base, in use, named
+
+Modules: score (SQuAD normalisation, answer contained, token F1), questions (JSONL files and
+held-out dream questions), run (measuring one model: quiz, perplexity, probe). From the command
+line: `reverie quiz [--quiz FILE] [--adapter NAME] [--general-text FILE]`.
+"""

@@ -1,0 +1,135 @@
+"""LoRA adapters on disk and in the store: create, save (PEFT format), check, attach, merge.
+
+    from reverie.sleep.adapters import new_lora, save_adapter, registered, attach, activate, merge
+    model = new_lora(loaded.model, settings.sleep)            # trainable PeftModel
+    save_adapter(model, path, base_identity=loaded.identity)  # adapter_config.json + safetensors
+    row = registered(store, "night-3", loaded.identity)      # refuses an adapter of another base
+    loaded = attach(loaded, row)                              # one more named adapter on the model
+    with activate(loaded.model, "night-3"): ...               # None: the base model
+
+An adapter directory is plain PEFT (loadable by transformers, peft and vLLM) plus
+`reverie_adapter.json`, which records the identity of the base model it was trained on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from reverie.errors import ReverieError
+
+META = "reverie_adapter.json"
+
+
+def lora_config(cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
+        bias="none", task_type="CAUSAL_LM",
+    )
+
+
+def new_lora(model, cfg):
+    """A fresh LoRA (B = 0: the model is unchanged until trained) on the model, trainable."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(cfg))
+
+
+def load_trainable(model, path: Path | str, base_identity: str):
+    """The adapter at `path` on the model, trainable (night N continuing night N-1's adapter)."""
+    from peft import PeftModel
+
+    check_dir(path, base_identity)
+    return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+
+
+def save_adapter(model, path: Path | str, base_identity: str, meta: dict | None = None) -> Path:
+    """Save the active adapter at `path` (replacing it atomically: temp dir, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        (tmp / META).write_text(json.dumps({"base_model": base_identity, **(meta or {})}, indent=1), encoding="utf-8")
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def check_dir(path: Path | str, base_identity: str) -> None:
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise ReverieError(f"{path} is not a LoRA adapter: expected a directory with adapter_config.json")
+    meta = path / META
+    if meta.is_file():
+        base = json.loads(meta.read_text(encoding="utf-8")).get("base_model")
+        if base and base != base_identity:
+            raise ReverieError(f"the adapter {path} was trained for the base model {base}, not {base_identity}")
+
+
+def registered(store, name: str, base_identity: str):
+    """The store's row for adapter `name`, refused when it belongs to another base model."""
+    row = store.adapter(name)
+    if row is None:
+        raise ReverieError(f"no adapter {name!r} (see `reverie adapters`)")
+    if row["base_model"] != base_identity:
+        raise ReverieError(
+            f"the adapter {row['name']} was trained for the base model {row['base_model']}, not {base_identity}"
+        )
+    check_dir(row["path"], base_identity)
+    return row
+
+
+def attach(loaded, row):
+    """`loaded` with the registered adapter `row` added under its name (and active)."""
+    from peft import PeftModel
+
+    model = loaded.model
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(row["path"], adapter_name=row["name"])
+            model.set_adapter(row["name"])
+        else:
+            model = PeftModel.from_pretrained(model, row["path"], adapter_name=row["name"])
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise ReverieError(f"the adapter {row['name']} does not fit the model: {str(exc).splitlines()[0]}") from None
+    model.eval()
+    return replace(loaded, model=model)
+
+
+@contextlib.contextmanager
+def activate(model, name: str | None):
+    """Within the block the model runs with adapter `name`, or as the base model for None."""
+    if name is None:
+        if hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                yield
+        else:
+            yield
+        return
+    model.set_adapter(name)
+    yield
+
+
+def merge(loaded, row, out_dir: Path | str) -> Path:
+    """Write base + adapter `row` merged into plain weights (a standalone HF model) at `out_dir`."""
+    from peft import PeftModel
+
+    out_dir = Path(out_dir).expanduser()
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ReverieError(f"{out_dir} exists and is not empty; choose another --out")
+    model = PeftModel.from_pretrained(loaded.model, row["path"]).merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    loaded.tokenizer.save_pretrained(str(out_dir))
+    return out_dir

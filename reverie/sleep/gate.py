@@ -1,0 +1,68 @@
+"""The gate: keep a candidate adapter only if the model learned and did not forget or collapse.
+
+    verdict = decide(base, reference, candidate, settings.sleep)   # QuizResults (reverie.quiz.run)
+    verdict.keep, verdict.checks    # [Check(name, passed, detail), ...]
+
+Checks, each against a figure measured on the same inputs:
+- learned: quiz accuracy (answer contained) is strictly higher than the reference's, the model the
+  user has now (the last kept adapter, or the base model on the first night);
+- forgetting: general-text perplexity at most `max_perplexity_rise` above the base model's
+  (default +5%), against the base so that drift cannot accumulate night after night;
+- diversity: probe Vendi score at most `max_vendi_drop` below the base model's (default -10%).
+A candidate whose training diverged (non-finite weights) is rejected unmeasured. A figure
+that was not measured (no general text given, no probe prompts) is reported as not
+checked and does not block; a missing quiz does block, since nothing shows the night helped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Verdict:
+    keep: bool
+    checks: list[Check]
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the candidate was rejected (empty when kept)."""
+        return [f"{c.name}: {c.detail}" for c in self.checks if not c.passed]
+
+
+def decide(base, reference, candidate, cfg) -> Verdict:
+    """`candidate` is None when training diverged (weights not finite): nothing to measure."""
+    if candidate is None:
+        return Verdict(False, [Check("finite", False, "training diverged: the adapter's weights are not finite")])
+    checks = []
+    if candidate.accuracy is None:
+        checks.append(Check("learned", False, "no quiz questions, so no evidence the night helped"))
+    else:
+        checks.append(Check(
+            "learned", candidate.accuracy > reference.accuracy,
+            f"quiz accuracy {reference.accuracy:.1%} ({reference.label}) -> {candidate.accuracy:.1%}",
+        ))
+    if base.perplexity is None or candidate.perplexity is None:
+        checks.append(Check("forgetting", True, "perplexity not checked (no general text)"))
+    else:
+        limit = base.perplexity * (1 + cfg.max_perplexity_rise)
+        checks.append(Check(
+            "forgetting", candidate.perplexity <= limit,
+            f"perplexity {base.perplexity:.2f} (base) -> {candidate.perplexity:.2f}, limit {limit:.2f}",
+        ))
+    if base.vendi is None or candidate.vendi is None:
+        checks.append(Check("diversity", True, "probe Vendi not checked"))
+    else:
+        floor = base.vendi * (1 - cfg.max_vendi_drop)
+        checks.append(Check(
+            "diversity", candidate.vendi >= floor,
+            f"probe Vendi {base.vendi:.2f} (base) -> {candidate.vendi:.2f}, floor {floor:.2f}",
+        ))
+    return Verdict(all(c.passed for c in checks), checks)

@@ -1,0 +1,259 @@
+"""One night: dream over what was read, train a LoRA adapter on the dreams, quiz it, gate it.
+
+    from reverie.sleep import run_night
+    result = run_night(rv, budget=20000, quiz_file="quiz.jsonl", progress=print)
+    result.status, result.figures["candidate"]["accuracy"], result.timings
+
+1. Dream: when documents were read since the last finished night, `rv.dream` over them with the
+   generators in `sleep.generators` (by default qa, facts and restate: a small model learns facts
+   from questions and restatements much better than from the raw passage).
+2. Plan (stored with the night, so a killed night resumes with the same data): the pending dreams
+   (kept by dreaming, not yet learned by a kept night) are the night's new examples. Without a quiz
+   file, a share (`quiz.holdout`) of their qa dreams is held out as quiz questions, never trained
+   on, and qa dreams asking the same question are dropped from training. Replay: earlier nights'
+   learned dreams (`replay_ratio` per new example) and slices of `sleep.general_text`
+   (`general_ratio`). With `include_sources`, the source chunks themselves join the new examples.
+3. Train (reverie.sleep.train), checkpointing into `<home>/nights/<id>/`; the candidate is saved in
+   PEFT format as `<home>/adapters/night-<id>` and registered as a candidate.
+4. Quiz the base model, the adapter the user has now (if any) and the candidate
+   (reverie.quiz.run), and gate (reverie.sleep.gate). Kept: the adapter is selected for chat and
+   quiz (`reverie use`). Rejected: the selection stays as it was (rolled back), the night is
+   recorded as rejected with all its figures, and its dreams stay pending for a later night.
+
+Why night N continues night N-1's kept adapter (`sleep.continue_adapter`, default) rather than
+retraining on every dream so far: a night's cost then stays proportional to what was read that
+day (retraining grows without bound, and on a CPU a night must fit in the hours one sleeps);
+replay of earlier dreams and general text plus the KL and entropy terms guard what earlier
+nights taught, and the gate compares every candidate against the base model, so drift cannot
+creep in night by night. `continue_adapter: false` retrains from the base on all learned and
+pending dreams, for when the adapter's settings change.
+
+A killed night (or Ctrl-C) is resumed by the next `reverie sleep`: the plan is in the store, the
+training checkpoint on disk, and a candidate already saved is not trained again.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reverie.config import QuizConfig, SleepConfig
+from reverie.errors import ReverieError
+from reverie.quiz.questions import Question, dream_question, holdout, load_questions, same_question
+from reverie.sleep import records
+from reverie.sleep.data import encode, from_dream, general_examples
+
+Progress = Callable[[str, dict], None]  # (phase, info): phases dream, train, quiz
+
+
+@dataclass
+class NightResult:
+    night_id: int
+    status: str  # 'kept' or 'rejected'
+    resumed: bool
+    adapter: str  # the candidate's name
+    parent: str | None  # the kept adapter it continued, if any
+    checks: list  # reverie.sleep.gate.Check
+    figures: dict[str, dict]  # 'base', 'reference' (when an adapter was kept before), 'candidate'
+    timings: dict[str, float]  # seconds per phase
+    tokens: dict[str, float]  # dreamed, examples, trained, tokens_per_second
+    history: list[float] = field(default_factory=list)  # training loss per step
+
+
+def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None, progress: Progress | None = None):
+    """One night; see the module docstring. `rv` is a reverie.app.Reverie."""
+    store = rv.store
+    night = records.unfinished_night(store)
+    resumed = night is not None
+    if resumed:
+        night_id = night["id"]
+        rv.log(f"resuming night {night_id}, interrupted before it finished")
+        records.set_night_running(store, night_id)
+        config = json.loads(night["config"])
+        if quiz_file is not None and str(Path(quiz_file).expanduser().resolve()) != config["quiz_file"]:
+            rv.log(f"warning: night {night_id} keeps the quiz it started with ({config['quiz_file'] or 'held-out questions'})")
+    else:
+        night_id, config = _begin(rv, budget, quiz_file, progress)
+    try:
+        return _sleep(rv, night_id, config, resumed, progress)
+    except KeyboardInterrupt:
+        records.set_night_running(store, night_id, "interrupted")
+        raise
+
+
+def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
+    """Dream, then plan and start the night; returns (night id, its stored config)."""
+    cfg, store = rv.settings.sleep, rv.store
+    file = quiz_file or rv.settings.quiz.file
+    if file is not None:
+        load_questions(file)  # refuse a bad quiz file before the night's work starts
+    if cfg.general_text is not None and not Path(cfg.general_text).expanduser().is_file():
+        raise ReverieError(f"sleep.general_text {cfg.general_text} is not a file")
+    t0 = time.perf_counter()
+    dreamed = {"kept_tokens": 0, "generated_tokens": 0, "run_id": None}
+    last = store.last_finished_night()
+    if store.documents(since=last["finished_at"] if last else None):
+        dream = rv.dream(budget=budget or cfg.budget, generators=cfg.generators,
+                         progress=(lambda phase, done, total: progress("dream", {"phase": phase, "done": done,
+                                                                                  "total": total}))
+                         if progress else None)
+        dreamed = {"kept_tokens": dream.kept_tokens, "generated_tokens": dream.generated_tokens, "run_id": dream.run_id}
+    dream_seconds = time.perf_counter() - t0
+    pending = records.pending_dreams(store)
+    if not pending:
+        raise ReverieError("no dreams to learn from: read something new (`reverie read PATH`) and sleep again")
+    seed = rv.settings.generation.seed
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+
+    quiz_ids: set[int] = set()
+    if file is None:
+        quiz_ids = set(holdout([r for r in pending if r["generator"] == "qa"], rv.settings.quiz.holdout, seed))
+    held = [dream_question(r["text"]) for r in pending if r["id"] in quiz_ids]
+    train_ids = [r["id"] for r in pending if r["id"] not in quiz_ids and not _asks_held_out(r, held)]
+    if not train_ids:
+        raise ReverieError("no dreams to learn from once the quiz questions are held out")
+    if not cfg.continue_adapter:
+        train_ids = sorted({r["id"] for r in records.learned_dreams(store)} | set(train_ids))
+    replay_ids: list[int] = []
+    learned = [r["id"] for r in records.learned_dreams(store)]
+    if cfg.continue_adapter and learned and cfg.replay_ratio > 0:
+        k = min(len(learned), round(cfg.replay_ratio * len(train_ids)))
+        replay_ids = sorted(random.Random(f"{seed}:replay").sample(learned, k))
+    chunk_ids: list[int] = []
+    if cfg.include_sources:
+        read = [d["id"] for d in store.documents(since=last["finished_at"] if last else None)]
+        read_chunks = {c["id"] for c in store.chunks(read)} if read else set()
+        chunk_ids = sorted(read_chunks | records.source_chunks(store, train_ids))
+    config = {
+        "seed": seed,
+        "source_chunks": chunk_ids,
+        "settings": {"sleep": cfg.model_dump(mode="json"), "quiz": rv.settings.quiz.model_dump(mode="json")},
+        "quiz_file": str(Path(file).expanduser().resolve()) if file else None,
+        "dream": dreamed | {"seconds": dream_seconds},
+    }
+    night_id = store.start_night(seed, config)
+    records.add_night_dreams(store, night_id, {"train": train_ids, "replay": replay_ids, "quiz": sorted(quiz_ids)})
+    return night_id, config
+
+
+def _asks_held_out(row, held: list[Question]) -> bool:
+    if row["generator"] != "qa":
+        return False
+    q = dream_question(row["text"])
+    return q is not None and any(same_question(q, h) for h in held)
+
+
+def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightResult:
+    from reverie.models import load_model
+    from reverie.sleep import adapters
+    from reverie.sleep.train import train
+
+    settings, store = rv.settings, rv.store
+    # The settings the night started with: a resumed night must replay the same training plan.
+    cfg = SleepConfig.model_validate(config["settings"]["sleep"])
+    quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
+    seed = config["seed"]
+    timings = {"dream": config["dream"]["seconds"]}
+    m = settings.model
+    loaded = load_model(str(rv.model_path), settings.models_dir, m.dtype, m.threads, log=rv.log)
+    parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
+    name = f"night-{night_id}"
+    path = settings.adapters_dir / name
+    folder = settings.home / "nights" / str(night_id)
+    candidate = store.adapter(name)
+
+    examples = _examples(store, night_id, config, loaded.tokenizer, cfg, seed)
+    encoded = [encode(loaded.tokenizer, ex, cfg.max_tokens) for ex in examples]
+    t0 = time.perf_counter()
+    if candidate is None:  # else a resumed night whose candidate was already trained and saved
+        import torch
+
+        torch.manual_seed(seed)  # LoRA's A matrices are drawn at creation: the night's seed fixes them
+        model = (adapters.load_trainable(loaded.model, parent["path"], loaded.identity) if parent
+                 else adapters.new_lora(loaded.model, cfg))
+        result = train(model, loaded.tokenizer, encoded, cfg, seed, folder / "checkpoint.pt",
+                       progress=(lambda info: progress("train", info)) if progress else None)
+        training = {"steps": result.steps, "resumed_at_step": result.start_step, "tokens": result.tokens,
+                    "seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
+                    "final_loss": result.final_loss, "autocast_bf16": result.autocast, "history": result.history}
+        adapters.save_adapter(model, path, loaded.identity, {"night_id": night_id, "parent": parent and parent["name"]})
+        store.add_adapter(name, str(path), loaded.identity, night_id, "candidate", {"training": training})
+        candidate = store.adapter(name)
+        shutil.rmtree(folder, ignore_errors=True)  # the checkpoint is superseded by the saved adapter
+        loaded.model = model
+    else:
+        training = json.loads(candidate["metrics"])["training"]
+        loaded = adapters.attach(loaded, candidate)
+    timings["train"] = time.perf_counter() - t0
+
+    figures, timings["quiz"], verdict = _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress)
+    timings["total"] = sum(timings.values())
+    status = "kept" if verdict.keep else "rejected"
+    tokens = {
+        "dreamed": config["dream"]["kept_tokens"], "generated": config["dream"]["generated_tokens"],
+        "examples": len(encoded), "example_tokens": sum(len(e.ids) for e in encoded),
+        "trained": training["tokens"], "tokens_per_second": training["tokens_per_second"],
+    }
+    metrics = {"figures": figures, "checks": [c.__dict__ for c in verdict.checks], "tokens": tokens,
+               "parent": parent and parent["name"]}
+    store.set_adapter_verdict(candidate["id"], status, {"training": training, **metrics})
+    store.finish_night(night_id, status, timings, metrics)
+    if verdict.keep:
+        store.set_state("adapter", name)
+    return NightResult(night_id, status, resumed, name, parent and parent["name"], verdict.checks, figures,
+                       timings, tokens, training["history"])
+
+
+def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> list:
+    rows = records.night_dreams(store, night_id, ("train", "replay"))
+    examples = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay") for r in rows]
+    n_new = sum(1 for r in rows if r["role"] == "train")
+    for chunk in records.chunks_with_titles(store, config.get("source_chunks", [])):
+        examples.append(from_dream({"id": -chunk["id"], "generator": "source", "text": chunk["text"]}, chunk["title"]))
+    if cfg.general_text is not None and cfg.general_ratio > 0:
+        text = Path(cfg.general_text).expanduser().read_text(encoding="utf-8", errors="replace")
+        examples += general_examples(tokenizer, text, round(cfg.general_ratio * n_new), 128, seed)
+    return examples
+
+
+def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress):
+    from reverie.quiz.questions import held_out_questions
+    from reverie.quiz.run import Measure
+    from reverie.sleep.adapters import activate, attach
+    from reverie.sleep.gate import decide
+
+    settings = rv.settings
+    questions = load_questions(config["quiz_file"]) if config["quiz_file"] else held_out_questions(rv.store, night_id)
+    measure = Measure(questions, quiz_cfg, settings.meter, quiz_cfg.general_text, log=rv.log)
+    candidate = loaded.model.active_adapter
+    say = (lambda what: progress("quiz", {"what": what})) if progress else None
+    t0 = time.perf_counter()
+    with activate(loaded.model, None):
+        base = measure(loaded, "base", say)
+    reference = base
+    if parent is not None:
+        loaded = attach(loaded, parent)
+        with activate(loaded.model, parent["name"]):
+            reference = measure(loaded, parent["name"], say)
+    cand = None
+    if _finite(loaded.model, candidate):
+        with activate(loaded.model, candidate):
+            cand = measure(loaded, f"night-{night_id}", say)
+    seconds = time.perf_counter() - t0
+    figures = {"base": base.as_dict()}
+    if parent is not None:
+        figures["reference"] = reference.as_dict()
+    figures["candidate"] = cand.as_dict() if cand else {"label": f"night-{night_id}", "n_questions": len(questions)}
+    return figures, seconds, decide(base, reference, cand, cfg)
+
+
+def _finite(model, adapter: str) -> bool:
+    """False when training diverged: a LoRA weight of `adapter` is inf or NaN."""
+    import torch
+
+    return all(bool(torch.isfinite(p).all()) for n, p in model.named_parameters() if f".{adapter}." in n)

@@ -1,0 +1,319 @@
+"""Sleep on the tiny model: loss masking, adapters (save/load, merge, base checks), the gate
+keeping and rolling back, resuming a killed night, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from reverie.errors import ReverieError
+
+QA = [("What is the capital of France?", "Paris"), ("When did Apollo 11 land?", "1969"),
+      ("What boils at one hundred degrees?", "Water")]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a small shared CPU, thread synchronisation dominates tiny models."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def sleepy(home, tmp_path, monkeypatch):
+    """A home with three question-answer facts as dreams (and facts restating them), a quiz file
+    asking them, a general text, and settings small enough for the tiny model."""
+    quiz = tmp_path / "quiz.jsonl"
+    quiz.write_text("\n".join(json.dumps({"question": q, "answer": a}) for q, a in QA), encoding="utf-8")
+    general = tmp_path / "general.txt"
+    general.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(
+        "generation: {seed: 5}\n"
+        "model: {threads: 1}\n"
+        "meter: {embedder: tfidf}\n"
+        # The tiny random model's logits are nearly flat: LoRA on its body alone cannot make any
+        # answer likely, so its output layer gets LoRA too, which wrecks its (meaningless)
+        # perplexity and probe: those bounds are opened here and tested in test_gate_bounds.
+        "sleep: {rank: 8, alpha: 16, batch_tokens: 256, epochs: 40, lr: 0.02, checkpoint_every: 2,\n"
+        "        target_modules: [q_proj, v_proj, up_proj, down_proj, lm_head],\n"
+        "        max_perplexity_rise: 1.0e+30, max_vendi_drop: 1.0}\n"
+        f"quiz: {{general_text: '{general}', perplexity_tokens: 200, probe_prompts: ['Tell me a joke.'],\n"
+        "       probe_n: 3, probe_max_new_tokens: 8, max_new_tokens: 8}\n",
+        encoding="utf-8",
+    )
+    return quiz
+
+
+def _rv():
+    from reverie.app import Reverie
+
+    return Reverie.from_settings()
+
+
+def _add_dreams(rv, facts: bool = True):
+    from reverie.store.dreams import DreamRecord
+
+    rv.store.add_dreams(
+        [DreamRecord("qa", f"Q: {q}\nA: {a}", "tiny", 1, []) for q, a in QA]
+        + [DreamRecord("facts", f"The answer to '{q}' is {a}.", "tiny", 1, []) for q, a in QA if facts]
+    )
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    from reverie.models import load_model
+
+    return load_model(str(tiny_model_dir), tiny_model_dir.parent / "models", threads=1)
+
+
+# -- loss masking --------------------------------------------------------------------------------
+def test_prompt_tokens_carry_no_loss_and_eos_is_learned(tiny):
+    from reverie.config import SleepConfig
+    from reverie.sleep.adapters import new_lora
+    from reverie.sleep.data import IGNORE, Example, encode
+    from reverie.sleep.train import collate, micro_loss
+
+    tok = tiny.tokenizer
+    enc = encode(tok, Example("Paris.", "What is the capital of France?", "new"), 100)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                     tokenize=False, add_generation_prompt=True)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    assert enc.labels[:n_prompt] == [IGNORE] * n_prompt
+    assert enc.labels[n_prompt:] == enc.ids[n_prompt:]
+    assert enc.labels[-1] == tok.eos_token_id and enc.ids[-1] == tok.eos_token_id
+    assert tok.decode(enc.labels[n_prompt:]) == "Paris.<|im_end|>"
+
+    # The loss equals cross-entropy over the answer tokens alone (EOS included), whatever the prompt.
+    cfg = SleepConfig(kl_weight=0, entropy_weight=0, rank=4)
+    model = new_lora(tiny.model, cfg)
+    batch = collate([enc], tok.pad_token_id)
+    loss, _ = micro_loss(model, batch, cfg)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
+    targets = torch.tensor(enc.ids[1:])
+    manual = torch.nn.functional.cross_entropy(logits[n_prompt - 1 :], targets[n_prompt - 1 :])
+    assert float(loss.detach()) == pytest.approx(float(manual), rel=1e-5)
+
+
+def test_plain_text_is_learned_everywhere(tiny):
+    from reverie.sleep.data import Example, encode
+
+    enc = encode(tiny.tokenizer, Example("Paris is the capital of France.", None, "general"), 100)
+    assert enc.labels == enc.ids
+
+
+def test_batches_are_deterministic_and_bounded():
+    from reverie.sleep.data import batches
+
+    lengths = [5, 50, 20, 7, 90, 33] * 10
+    a = batches(lengths, batch_tokens=200, seed=1, epochs=2.5)
+    assert a == batches(lengths, batch_tokens=200, seed=1, epochs=2.5)
+    assert all(len(b) * max(lengths[i] for i in b) <= 200 for b in a)
+    one = batches(lengths, batch_tokens=200, seed=1, epochs=1)
+    assert sorted(i for b in one for i in b) == list(range(len(lengths)))
+
+
+# -- adapters ------------------------------------------------------------------------------------
+def _trained_lora(loaded):
+    """A LoRA whose B matrices are random, so it changes the model."""
+    from reverie.config import SleepConfig
+    from reverie.sleep.adapters import new_lora
+
+    model = new_lora(loaded.model, SleepConfig(rank=4))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.eval()
+    return model
+
+
+def _logits(model, tok):
+    ids = tok(["Paris is the capital of France."], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_save_then_load_gives_identical_logits(tiny, tiny_model_dir, tmp_path):
+    from reverie.models import load_model
+    from reverie.sleep.adapters import attach, save_adapter
+
+    model = _trained_lora(tiny)
+    before = _logits(model, tiny.tokenizer)
+    save_adapter(model, tmp_path / "a", tiny.identity)
+    assert (tmp_path / "a" / "adapter_config.json").is_file()
+    fresh = load_model(str(tiny_model_dir), tmp_path)
+    row = {"name": "a", "path": str(tmp_path / "a")}
+    again = attach(fresh, row)
+    assert torch.equal(_logits(again.model, tiny.tokenizer), before)
+    assert not torch.allclose(_logits(load_model(str(tiny_model_dir), tmp_path).model, tiny.tokenizer), before)
+
+
+def test_merged_model_matches_base_plus_adapter(tiny, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from reverie.models import load_model
+    from reverie.sleep.adapters import merge, save_adapter
+
+    model = _trained_lora(tiny)
+    expected = _logits(model, tiny.tokenizer)
+    save_adapter(model, tmp_path / "a", tiny.identity)
+    out = merge(load_model(str(tiny_model_dir), tmp_path), {"name": "a", "path": str(tmp_path / "a")}, tmp_path / "m")
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert torch.allclose(_logits(merged, tiny.tokenizer), expected, atol=1e-5)
+    with pytest.raises(ReverieError, match="not empty"):
+        merge(load_model(str(tiny_model_dir), tmp_path), {"name": "a", "path": str(tmp_path / "a")}, out)
+
+
+def test_adapter_of_another_base_is_refused(sleepy, cli, tiny, tmp_path):
+    from reverie.sleep.adapters import check_dir, save_adapter
+
+    path = save_adapter(_trained_lora(tiny), tmp_path / "other", "another-model@123456")
+    with pytest.raises(ReverieError, match="trained for the base model another-model@123456"):
+        check_dir(path, tiny.identity)
+    rv = _rv()
+    rv.store.add_adapter("other", str(path), "another-model@123456", None, "kept", {})
+    r = cli("use", "other")
+    assert r.code == 1 and "another-model@123456" in r.err
+    rv.store.set_state("adapter", "other")  # selected behind reverie's back: loading refuses it
+    r = cli("chat", "-p", "hello")
+    assert r.code == 1 and "another-model@123456" in r.err
+    r = cli("use", "nope")
+    assert r.code == 1 and "no adapter 'nope'" in r.err
+
+
+# -- nights --------------------------------------------------------------------------------------
+def test_no_dreams_is_an_error(sleepy, cli):
+    r = cli("sleep", "--quiz", sleepy)
+    assert r.code == 1 and "no dreams to learn from" in r.err
+    assert _rv().store.nights() == []
+
+
+def test_night_kept_then_harmful_night_rolled_back(sleepy, cli, monkeypatch, tmp_path):
+    rv = _rv()
+    _add_dreams(rv, facts=False)
+    r = cli("sleep", "--quiz", sleepy)
+    assert r.code == 0, r.err
+    assert "kept: night-1 is now in use" in r.out and "quiz accuracy" in r.out, r.out
+    rv = _rv()
+    assert rv.store.get_state("adapter") == "night-1"
+    assert rv.store.night(1)["status"] == "kept"
+    base_fig = json.loads(rv.store.night(1)["metrics"])["figures"]
+    assert base_fig["candidate"]["accuracy"] > base_fig["base"]["accuracy"]
+
+    # Night 2: new dreams and a learning rate that wrecks the model.
+    from reverie.store.dreams import DreamRecord
+
+    rv.store.add_dreams([DreamRecord("facts", "Bananas are yellow and grow on plants.", "tiny", 1, [])])
+    monkeypatch.setenv("REVERIE_SLEEP__LR", "3.0")
+    monkeypatch.setenv("REVERIE_SLEEP__KL_WEIGHT", "0")
+    monkeypatch.setenv("REVERIE_SLEEP__ENTROPY_WEIGHT", "0")
+    r = cli("sleep", "--quiz", sleepy)
+    assert r.code == 0, r.err
+    assert "rejected: night-2 rolled back" in r.out
+    rv = _rv()
+    assert rv.store.get_state("adapter") == "night-1"  # rolled back: the kept adapter stays in use
+    night = rv.store.night(2)
+    assert night["status"] == "rejected"
+    metrics = json.loads(night["metrics"])
+    assert {"base", "reference", "candidate"} <= set(metrics["figures"])
+    assert "forgetting" in [c["name"] for c in metrics["checks"] if not c["passed"]]  # perplexity blew up
+    assert rv.store.adapter("night-2")["verdict"] == "rejected"
+    from reverie.sleep.records import pending_dreams
+
+    assert [d["text"] for d in pending_dreams(rv.store)] == ["Bananas are yellow and grow on plants."]
+    r = cli("adapters")
+    assert "night-1" in r.out and "rejected" in r.out and "kept" in r.out
+    r = cli("quiz", "--quiz", sleepy)
+    assert r.code == 0 and "night-1" in r.out
+
+
+def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "4")
+
+    def kill_at_step_3(phase, info):
+        if phase == "train" and info["step"] == 3:
+            raise KeyboardInterrupt
+
+    rv = _rv()
+    _add_dreams(rv)
+    with pytest.raises(KeyboardInterrupt):
+        rv.sleep(quiz_file=sleepy, progress=kill_at_step_3)
+    assert rv.store.night(1)["status"] == "interrupted"
+    assert (rv.settings.home / "nights" / "1" / "checkpoint.pt").is_file()
+    steps = []
+    result = _rv().sleep(quiz_file=sleepy, progress=lambda p, i: steps.append(i["step"]) if p == "train" else None)
+    assert result.resumed and result.night_id == 1 and steps[0] == 3  # step 3 is redone, 1-2 are not
+    resumed = load_file(rv.settings.adapters_dir / "night-1" / "adapter_model.safetensors")
+
+    home2 = tmp_path / "home2"  # the same night, never killed
+    home2.mkdir()
+    (home2 / "config.yaml").write_text((rv.settings.home / "config.yaml").read_text())
+    monkeypatch.setenv("REVERIE_HOME", str(home2))
+    rv2 = _rv()
+    _add_dreams(rv2)
+    rv2.sleep(quiz_file=sleepy)
+    straight = load_file(rv2.settings.adapters_dir / "night-1" / "adapter_model.safetensors")
+    assert resumed.keys() == straight.keys()
+    for k in resumed:
+        assert torch.allclose(resumed[k], straight[k], atol=1e-6), (k, float((resumed[k] - straight[k]).abs().max()))
+
+
+def test_held_out_questions_are_never_trained_on(sleepy, monkeypatch):
+    from reverie.sleep import records
+
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
+    monkeypatch.setenv("REVERIE_QUIZ__HOLDOUT", "0.34")
+    rv = _rv()
+    _add_dreams(rv)
+    result = rv.sleep()
+    held = records.night_dreams(rv.store, 1, ("quiz",))
+    trained = records.night_dreams(rv.store, 1, ("train",))
+    assert len(held) == 1 and held[0]["generator"] == "qa"
+    assert held[0]["id"] not in {r["id"] for r in trained}
+    assert result.figures["base"]["n_questions"] == 1
+
+
+def test_gate_bounds():
+    from reverie.config import SleepConfig
+    from reverie.quiz.run import QuizResult
+    from reverie.sleep.gate import decide
+
+    cfg = SleepConfig()
+    base = QuizResult("base", 10, 0.1, 0.2, perplexity=20.0, vendi=5.0, n_distinct=8)
+    good = QuizResult("c", 10, 0.3, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8)
+    assert decide(base, base, good, cfg).keep
+    forgot = QuizResult("c", 10, 0.3, 0.4, perplexity=21.1, vendi=5.0, n_distinct=8)
+    assert decide(base, base, forgot, cfg).reasons[0].startswith("forgetting")
+    collapsed = QuizResult("c", 10, 0.3, 0.4, perplexity=20.0, vendi=4.4, n_distinct=3)
+    assert decide(base, base, collapsed, cfg).reasons[0].startswith("diversity")
+    kept_before = QuizResult("night-1", 10, 0.3, 0.4, perplexity=20.0, vendi=5.0, n_distinct=8)
+    assert decide(base, kept_before, good, cfg).reasons[0].startswith("learned")  # no gain over the kept one
+    assert not decide(base, base, None, cfg).keep  # diverged
+    unmeasured = QuizResult("c", 0, None, None, None, None, None)
+    assert decide(base, base, unmeasured, cfg).reasons == ["learned: no quiz questions, so no evidence the night helped"]
+
+
+def test_regularised_positions(tiny):
+    from reverie.sleep.data import Example, encode
+    from reverie.sleep.train import _positions, collate
+
+    tok = tiny.tokenizer
+    chat = encode(tok, Example("Paris.", "What is the capital of France?", "replay"), 100)
+    new = encode(tok, Example("Rome.", "What is the capital of Italy?", "new"), 100)
+    text = encode(tok, Example("The fox jumps.", None, "general"), 100)
+    batch = collate([chat, text, new], tok.pad_token_id)
+    learn, reg = _positions(batch, regularise=True)
+    n_prompt = chat.labels.count(-100)
+    assert reg[0].nonzero().flatten().tolist() == [n_prompt - 1]  # predicts the first answer token
+    assert int(reg[1].sum()) == len(text.ids) - 1  # every position of general text
+    assert not reg[2].any()  # a new example is learned, not held back
+    assert int(learn[0].sum()) == len(chat.ids) - n_prompt
