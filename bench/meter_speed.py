@@ -94,12 +94,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-embed", action="store_true", help="skip the embedding pass")
     ap.add_argument("--max-tokens", type=int, default=128, help="embedding truncation")
-    ap.add_argument("--bf16-check", type=int, default=256, help="texts embedded in bf16 for the comparison")
+    ap.add_argument("--bf16-check", type=int, default=256, help="texts embedded in bf16 for the comparison (0: none)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/meter_speed.json"))
     args = ap.parse_args()
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from reverie.meter.drift import degenerate_flags, rare_word_rate
     from reverie.meter.lexical import compression_ratio, distinct_n, self_bleu, self_repetition
     from reverie.meter.semantic import greedy_clusters, mean_cosine_distance, vendi_score
@@ -169,19 +172,20 @@ def main() -> None:
         report["semantic_seconds"] = sem
 
         k = min(args.bf16_check, len(texts))
-        sub = ids[:k]
-        t = time.perf_counter()
-        fp32 = emb.encode_ids(sub)
-        fp32_s = time.perf_counter() - t
-        emb_bf16 = MiniLMEmbedder(minilm_path(), max_tokens=args.max_tokens, precision="bfloat16")
-        t = time.perf_counter()
-        bf16 = emb_bf16.encode_ids(sub)
-        bf16_s = time.perf_counter() - t
-        cos = (fp32 * bf16).sum(axis=1)
-        report["bf16_check"] = {"texts": k, "fp32_s": round(fp32_s, 2), "bf16_s": round(bf16_s, 2),
-                                "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
-        print(f"bf16 check on {k} texts: fp32 {fp32_s:.1f} s, bf16 {bf16_s:.1f} s, "
-              f"cosine min {cos.min():.5f} mean {cos.mean():.5f}")
+        if k:
+            sub = ids[:k]
+            t = time.perf_counter()
+            fp32 = emb.encode_ids(sub)
+            fp32_s = time.perf_counter() - t
+            emb_bf16 = MiniLMEmbedder(minilm_path(), max_tokens=args.max_tokens, precision="bfloat16")
+            t = time.perf_counter()
+            bf16 = emb_bf16.encode_ids(sub)
+            bf16_s = time.perf_counter() - t
+            cos = (fp32 * bf16).sum(axis=1)
+            report["bf16_check"] = {"texts": k, "fp32_s": round(fp32_s, 2), "bf16_s": round(bf16_s, 2),
+                                    "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean())}
+            print(f"bf16 check on {k} texts: fp32 {fp32_s:.1f} s, bf16 {bf16_s:.1f} s, "
+                  f"cosine min {cos.min():.5f} mean {cos.mean():.5f}")
 
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average at start {report['load_average_at_start']}, at end {report['load_average_at_end']}")
