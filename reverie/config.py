@@ -13,7 +13,9 @@ Precedence, lowest to highest: defaults < YAML file < environment < CLI options.
 
 from __future__ import annotations
 
+import json
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -254,8 +256,21 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
                 f"unknown environment setting {name} (expected REVERIE_<SECTION>__<KEY>, "
                 f"sections: {', '.join(s for s in Settings.model_fields if s != 'home')})"
             )
-        data.setdefault(parts[0], {})[parts[1]] = value
+        data.setdefault(parts[0], {})[parts[1]] = _env_value(parts[0], parts[1], value)
     return data
+
+
+def _env_value(section: str, key: str, value: str) -> Any:
+    """Lists come from the environment as `a,b,c` (or JSON); pydantic coerces everything else."""
+    field = Settings.model_fields[section].annotation.model_fields.get(key)
+    if field is None or typing.get_origin(field.annotation) is not list:
+        return value
+    if value.strip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ReverieError(f"REVERIE_{section.upper()}__{key.upper()}: not a JSON list: {value}") from None
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def _from_yaml(path: Path) -> dict[str, Any]:

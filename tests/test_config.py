@@ -65,3 +65,10 @@ def test_config_command_bad_value(home, cli, monkeypatch):
     r = cli("config")
     assert r.code == 1
     assert r.err.startswith("error:") and "Traceback" not in r.err
+
+
+def test_list_settings_from_the_environment(tmp_path):
+    env = {"REVERIE_DREAM__GENERATORS": "qa, facts"}
+    assert load_settings(home=tmp_path, environ=env).dream.generators == ["qa", "facts"]
+    env = {"REVERIE_DREAM__GENERATORS": '["restate"]'}
+    assert load_settings(home=tmp_path, environ=env).dream.generators == ["restate"]

@@ -67,7 +67,7 @@ def resolve_chunks(store, docs: str | None) -> list[Chunk]:
         raise ReverieError("nothing read yet: run `reverie read PATH` first")
     if docs is None:
         night = store.last_finished_night()
-        rows = store.documents(since=night["finished_at"] if night else None)
+        rows = store.documents(since=night["started_at"] if night else None)
         if not rows:
             raise ReverieError("nothing read since the last night; read something new or pass --docs all")
         ids = [r["id"] for r in rows]
@@ -187,7 +187,7 @@ def _open_run(store, budget, generators, chunks, cfg: DreamConfig, seed: int | N
         if not same:
             raise ReverieError(
                 f"dream run {run['id']} was interrupted with other settings; rerun with the same options "
-                "to continue it, or add --fresh to abandon it"
+                "to continue it, or abandon it with `reverie dream --fresh`"
             )
         return run, True
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)

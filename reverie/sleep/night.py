@@ -97,7 +97,7 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
     t0 = time.perf_counter()
     dreamed = {"kept_tokens": 0, "generated_tokens": 0, "run_id": None}
     last = store.last_finished_night()
-    if store.documents(since=last["finished_at"] if last else None):
+    if store.documents(since=last["started_at"] if last else None):
         dream = rv.dream(budget=budget or cfg.budget, generators=cfg.generators,
                          progress=(lambda phase, done, total: progress("dream", {"phase": phase, "done": done,
                                                                                   "total": total}))
@@ -126,7 +126,7 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
         replay_ids = sorted(random.Random(f"{seed}:replay").sample(learned, k))
     chunk_ids: list[int] = []
     if cfg.include_sources:
-        read = [d["id"] for d in store.documents(since=last["finished_at"] if last else None)]
+        read = [d["id"] for d in store.documents(since=last["started_at"] if last else None)]
         read_chunks = {c["id"] for c in store.chunks(read)} if read else set()
         chunk_ids = sorted(read_chunks | records.source_chunks(store, train_ids))
     config = {

@@ -89,7 +89,7 @@ class DocumentsMixin:
         sql = "SELECT id, source, title, kind, sha256, read_at, updated_at FROM documents"
         args: tuple = ()
         if since is not None:
-            sql += " WHERE updated_at > ?"
+            sql += " WHERE updated_at >= ?"  # same-second reads count as new: re-dreaming beats skipping
             args = (since,)
         return self.conn.execute(sql + " ORDER BY id", args).fetchall()
 
