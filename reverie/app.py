@@ -48,12 +48,16 @@ class Reverie:
 
         return AutoTokenizer.from_pretrained(self.model_path)
 
-    @cached_property
-    def loaded(self):
+    def load_base(self):
+        """A fresh copy of the base model, without the selected adapter (for training, quiz, merge)."""
         from reverie.models import load_model
 
         m = self.settings.model
-        loaded = load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log)
+        return load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log)
+
+    @cached_property
+    def loaded(self):
+        loaded = self.load_base()
         # The adapter chosen with `reverie use` (or kept by the last night) applies to chat, probe, dream.
         name = self.store.get_state("adapter")
         if name:

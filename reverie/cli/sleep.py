@@ -170,15 +170,13 @@ def merge_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model (new or empty)."),
 ) -> None:
     """Merge an adapter into the base weights and write a standalone Hugging Face model."""
-    from reverie.models import load_model
     from reverie.sleep.adapters import merge, registered
 
     rv = reverie()
     name = adapter or rv.store.get_state("adapter")
     if not name:
         raise ReverieError("no adapter in use; name one: reverie merge ADAPTER --out DIR")
-    m = rv.settings.model
-    loaded = load_model(str(rv.model_path), rv.settings.models_dir, m.dtype, m.threads, log=rv.log)
+    loaded = rv.load_base()
     row = registered(rv.store, name, loaded.identity)
     path = merge(loaded, row, out)
     rv.store.register_artifact("merged_model", path.resolve(), {"adapter": row["name"], "base_model": loaded.identity})

@@ -26,6 +26,7 @@ import numpy as np
 from reverie.config import DreamConfig
 from reverie.dream.base import Candidate
 from reverie.meter.drift import RARE_ZIPF, WORD_RE, degenerate_flags, zipf
+from reverie.quiz.score import normalize
 
 _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*|\d+(?:[.,:]\d+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
@@ -62,15 +63,10 @@ def content_stems(text: str) -> list[str]:
     return [stem(w) for w in _TOKEN.findall(text) if not w[0].isdigit() and is_content(w)]
 
 
-def _normalise_answer(text: str) -> str:
-    text = re.sub(r"\b(?:a|an|the)\b", " ", text.lower())
-    return " ".join(re.findall(r"\w+", text))
-
-
 def answer_in_source(answer: str, source: str) -> bool:
     """The answer occurs in the source: as a phrase (case, articles and punctuation aside), or
     every content word and number of it does."""
-    a, s = _normalise_answer(answer), _normalise_answer(source)
+    a, s = normalize(answer), normalize(source)
     if a and f" {a} " in f" {s} ":
         return True
     words = content_stems(answer)

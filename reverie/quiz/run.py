@@ -155,7 +155,6 @@ def quiz_models(
     """Measure the base model, the adapter in use (if any) and the named adapters, in that order.
 
     Questions: `quiz_file`, else `quiz.file`, else every night's held-out questions."""
-    from reverie.models import load_model
     from reverie.quiz.questions import held_out_questions, load_questions
     from reverie.sleep.adapters import activate, attach, registered
 
@@ -164,8 +163,7 @@ def quiz_models(
     questions = load_questions(file) if file else held_out_questions(store)
     if not questions:
         raise ReverieError("no quiz questions: pass --quiz FILE (JSONL of question/answer) or sleep a night first")
-    m = cfg.model
-    loaded = load_model(str(rv.model_path), cfg.models_dir, m.dtype, m.threads, log=rv.log)
+    loaded = rv.load_base()
     names = list(dict.fromkeys(([store.get_state("adapter")] if store.get_state("adapter") else []) + list(adapters)))
     rows = [registered(store, name, loaded.identity) for name in names]
     for row in rows:

@@ -149,7 +149,6 @@ def _asks_held_out(row, held: list[Question]) -> bool:
 
 
 def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightResult:
-    from reverie.models import load_model
     from reverie.sleep import adapters
     from reverie.sleep.train import train
 
@@ -159,8 +158,7 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
     seed = config["seed"]
     timings = {"dream": config["dream"]["seconds"]}
-    m = settings.model
-    loaded = load_model(str(rv.model_path), settings.models_dir, m.dtype, m.threads, log=rv.log)
+    loaded = rv.load_base()
     parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
     name = f"night-{night_id}"
     path = settings.adapters_dir / name

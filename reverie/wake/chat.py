@@ -21,9 +21,9 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def recall_query(text: str) -> str:
-    from wordfreq import zipf_frequency
+    from reverie.meter.drift import zipf
 
-    words = [w for w in _WORD.findall(text) if zipf_frequency(w.lower(), "en") < _COMMON_ZIPF]
+    words = [w for w in _WORD.findall(text) if zipf(w.lower()) < _COMMON_ZIPF]
     return " ".join(words)
 
 
