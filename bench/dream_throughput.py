@@ -1,9 +1,16 @@
-"""Benchmark: generated tokens per second of the transformers backend, summed over the batch.
+"""Benchmark: dream generation throughput, generated tokens per second summed over the batch.
 
-    python bench/dream_throughput.py --batch-sizes 8,32,64 --new-tokens 64
+    python bench/dream_throughput.py --data ../shared/data/squad_dev_200.json --passages 8
 
-Prompts are dream-like (a ~150-token passage, then a short instruction); sequences stop at EOS or
-after `--new-tokens`, and only generated tokens are counted. Default model, float32, CPU.
+Two workloads, each with reverie's engine (reverie.models.engine) and with transformers' own
+`generate` side by side (same prompts, same batch size, same sampling settings):
+- `dream`: the real thing. The first N SQuAD passages are planned into work items for all eight
+  generators (reverie.dream.run.plan, BUDGET tokens per passage) and driven exactly as `reverie
+  dream` drives them (reverie.dream.run.drive, `--items-per-batch` items in lockstep). Prompts
+  are 200-400 tokens (a passage and an instruction); answers 30-200 tokens.
+- `fixed`: `--batch-size` copies of one passage-and-instruction prompt, `--new-tokens` each.
+Only generated tokens count (EOS excluded); the time is wall time of generation alone. Default
+model, float32, CPU; torch threads as torch chooses (2 on the development machine).
 """
 
 from __future__ import annotations
@@ -15,33 +22,83 @@ import time
 from pathlib import Path
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch-sizes", default="8,32,64")
-    ap.add_argument("--new-tokens", type=int, default=64)
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--home", type=Path, default=None)
-    args = ap.parse_args(argv)
+def dream_workload(loaded, data: Path, passages: int, budget: int, items_per_batch: int, batch_size: int,
+                   engine: bool, seed: int) -> dict:
+    from reverie.dream.base import Chunk
+    from reverie.dream.generators import GENERATORS
+    from reverie.dream.run import drive, plan
+    from reverie.models import TransformersBackend
 
-    from reverie.models import SamplingParams, TransformersBackend, load_model
+    rows = json.loads(data.read_text())[:passages]
+    chunks = [Chunk(i + 1, i + 1, r["context"]) for i, r in enumerate(rows)]
+    items = plan(chunks, list(GENERATORS), budget * len(chunks), 2.0, seed)
+    backend = TransformersBackend(loaded, batch_size=batch_size, engine=engine)
+    generated, t0 = 0, time.perf_counter()
+    for b in range(0, len(items), items_per_batch):
+        _, n = drive(items[b : b + items_per_batch], backend, (seed, "bench", b))
+        generated += n
+    seconds = time.perf_counter() - t0
+    out = {"workload": "dream", "engine": "reverie" if engine else "transformers", "passages": passages,
+           "items": len(items), "items_per_batch": items_per_batch, "batch_size": batch_size,
+           "generated_tokens": generated, "seconds": round(seconds, 1), "tokens_per_s": round(generated / seconds, 1)}
+    if backend.engine is not None:
+        out["engine_stats"] = dict(backend.engine.stats)
+    return out
 
-    home = args.home or Path(tempfile.mkdtemp(prefix="reverie-bench-"))
-    loaded = load_model(args.model, home / "models")
+
+def fixed_workload(loaded, batch_size: int, new_tokens: int, engine: bool) -> dict:
+    from reverie.models import SamplingParams, TransformersBackend
+
     passage = ("The Victoria and Albert Museum in London holds over 2.27 million objects. It was founded in 1852 "
                "and named after Queen Victoria and Prince Albert. ") * 4
+    prompts = [[{"role": "user", "content": f"{passage}\n\nWrite a short story about it, number {i}."}]
+               for i in range(batch_size)]
+    backend = TransformersBackend(loaded, batch_size=batch_size, engine=engine)
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=new_tokens, seed=1)
+    t0 = time.perf_counter()
+    gens = backend.generate(prompts, params)
+    seconds = time.perf_counter() - t0
+    n = sum(g.n_tokens for g in gens)
+    return {"workload": "fixed", "engine": "reverie" if engine else "transformers", "batch_size": batch_size,
+            "new_tokens": new_tokens, "generated_tokens": n, "seconds": round(seconds, 1),
+            "tokens_per_s": round(n / seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="squad_dev_200.json (the dream workload)")
+    ap.add_argument("--passages", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=500, help="kept-dream tokens planned per passage")
+    ap.add_argument("--items-per-batch", type=int, default=None, help="default: the dream config's")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the dream config's")
+    ap.add_argument("--new-tokens", type=int, default=64, help="the fixed workload's answer length")
+    ap.add_argument("--engines", default="reverie,transformers")
+    ap.add_argument("--workloads", default="dream,fixed")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--home", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    from reverie.config import DreamConfig
+    from reverie.models import load_model
+
+    cfg = DreamConfig()
+    ipb = args.items_per_batch or cfg.items_per_batch
+    bs = args.batch_size or cfg.batch_size
+    home = args.home or Path(tempfile.mkdtemp(prefix="reverie-bench-"))
+    loaded = load_model(args.model, home / "models")
     rows = []
-    for bs in (int(x) for x in args.batch_sizes.split(",")):
-        prompts = [[{"role": "user", "content": f"{passage}\n\nWrite a short story about it, number {i}."}]
-                   for i in range(bs)]
-        backend = TransformersBackend(loaded, batch_size=bs)
-        params = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.new_tokens, seed=1)
-        t0 = time.perf_counter()
-        gens = backend.generate(prompts, params)
-        seconds = time.perf_counter() - t0
-        n = sum(g.n_tokens for g in gens)
-        rows.append({"batch_size": bs, "generated_tokens": n, "seconds": round(seconds, 2),
-                     "tokens_per_s": round(n / seconds, 1)})
-        print(json.dumps(rows[-1]), flush=True)
+    for workload in args.workloads.split(","):
+        for name in args.engines.split(","):
+            engine = name == "reverie"
+            if workload == "dream":
+                if args.data is None:
+                    ap.error("the dream workload needs --data squad_dev_200.json")
+                row = dream_workload(loaded, args.data, args.passages, args.budget, ipb, bs, engine, args.seed)
+            else:
+                row = fixed_workload(loaded, bs, args.new_tokens, engine)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 

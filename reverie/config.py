@@ -93,9 +93,11 @@ class DreamConfig(_Section):
         2.0, ge=1.0, description="Candidates generated per budget token, before gating and selection."
     )
     items_per_batch: int = Field(
-        32, ge=1, description="Work items generated and committed together (the unit a kill can lose)."
+        128, ge=1, description="Work items generated and committed together (the unit a kill can lose). Their asks "
+        "are sent together, so more items keep the backend's batch full.",
     )
-    batch_size: int = Field(64, ge=1, description="Prompts the backend generates together during dreaming (CPU decoding is memory-bound: bigger batches are nearly free).")
+    batch_size: int = Field(128, ge=1, description="Prompts the backend generates together during dreaming (a CPU "
+                            "decode step reads all weights whatever the batch: bigger batches cost little more).")
     selection: Literal["vendi", "facility", "none"] = Field(
         "vendi", description="How candidates are chosen within the budget: greedy Vendi gain, facility location, or all."
     )

@@ -126,8 +126,9 @@ def plan(chunks: list[Chunk], generators: list[str], budget: int, overgenerate: 
 
 # -- driving generators --------------------------------------------------------------------------
 def drive(items: list[WorkItem], backend: Backend, seed_path: tuple) -> tuple[list[list[Candidate]], int]:
-    """Run the items' generators in lockstep: each step sends every pending Ask to the backend,
-    one call per distinct sampling setting. Returns candidates per item and tokens generated."""
+    """Run the items' generators in lockstep: each step sends every pending Ask to the backend in
+    one call (backends with `generate_mixed`), or one call per distinct sampling setting.
+    Returns candidates per item and tokens generated."""
     works = [GENERATORS[item.generator].work(item) for item in items]
     results: list[list[Candidate]] = [[] for _ in items]
     pending: dict[int, list[Ask]] = {}
@@ -142,16 +143,24 @@ def drive(items: list[WorkItem], backend: Backend, seed_path: tuple) -> tuple[li
     for i in range(len(items)):
         advance(i, None)
     generated, step = 0, 0
+    mixed = getattr(backend, "generate_mixed", None)
     while pending:
-        groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        for i, asks in pending.items():
-            for j, ask in enumerate(asks):
-                groups[json.dumps(ask.params.as_dict(), sort_keys=True)].append((i, j))
+        asks = [(i, j) for i, a in pending.items() for j in range(len(a))]
         answers: dict[int, list[Generation | None]] = {i: [None] * len(a) for i, a in pending.items()}
-        for g, (_key, members) in enumerate(sorted(groups.items())):
-            params = dataclasses.replace(pending[members[0][0]][members[0][1]].params,
-                                         seed=derive_seed(*seed_path, step, g))
-            gens = backend.generate([pending[i][j].prompt for i, j in members], params)
+        if mixed is not None:  # one call for the whole step, each ask with its own settings
+            gens = mixed([pending[i][j].prompt for i, j in asks], [pending[i][j].params for i, j in asks],
+                         derive_seed(*seed_path, step))
+            calls = [(asks, gens)]
+        else:  # one call per distinct sampling setting
+            groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
+            for i, j in asks:
+                groups[json.dumps(pending[i][j].params.as_dict(), sort_keys=True)].append((i, j))
+            calls = []
+            for g, (_key, members) in enumerate(sorted(groups.items())):
+                params = dataclasses.replace(pending[members[0][0]][members[0][1]].params,
+                                             seed=derive_seed(*seed_path, step, g))
+                calls.append((members, backend.generate([pending[i][j].prompt for i, j in members], params)))
+        for members, gens in calls:
             for (i, j), gen in zip(members, gens, strict=True):
                 answers[i][j] = gen
                 generated += gen.n_tokens

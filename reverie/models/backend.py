@@ -11,6 +11,7 @@ seed give the same texts.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -65,15 +66,46 @@ class Backend(Protocol):
     ) -> list[Generation]: ...
 
 
-class TransformersBackend:
-    """Batched generation with a local transformers model (left padding, attention masks)."""
+def length_batches(lengths: list[int], size: int, spread: float = 1.5, min_rows: int = 32) -> list[list[int]]:
+    """Indices in batches of at most `size`, shortest first. A batch also ends where the next
+    prompt is `spread` times longer than its first, once it has `min_rows` rows: every row of a
+    batch attends over the longest prompt's slots, so mixing 100- and 600-token prompts would make
+    the short ones pay for the long."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if (last is None or len(last) >= size
+                or (len(last) >= min_rows and lengths[i] > spread * max(1, lengths[last[0]]))):
+            batches.append([i])
+        else:
+            last.append(i)
+    return batches
 
-    def __init__(self, loaded, batch_size: int = 8):
+
+class TransformersBackend:
+    """Batched generation with a local transformers model.
+
+    Llama-family models go through reverie.models.engine (static KV cache, prompt-prefix reuse
+    across calls, exact top-p over a shortlist): measured 3-4x transformers' own generate on the
+    2-core CPU (BENCHMARKS.md). Other architectures, or `engine=False`, use `model.generate`
+    with left padding. Both record, per batch, the seed it was sampled with.
+    """
+
+    def __init__(self, loaded, batch_size: int = 8, engine: bool = True):
+        from reverie.models import engine as fast
+
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.identity = loaded.identity
         self.batch_size = batch_size
+        self.engine = None
+        if engine and fast.supports(self.model):
+            eos = {self.tokenizer.eos_token_id}
+            config_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+            eos |= set(config_eos if isinstance(config_eos, list) else [config_eos])
+            self.engine = fast.Engine(self.model, {e for e in eos if e is not None})
 
     def format(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
@@ -81,11 +113,62 @@ class TransformersBackend:
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     def generate(self, prompts, params, progress=None):
+        params = params.resolved()
+        return self.generate_mixed(prompts, [params] * len(prompts), params.seed, progress)
+
+    def generate_mixed(self, prompts, params: Sequence[SamplingParams], seed: int, progress=None):
+        """Each prompt with its own sampling settings, in shared batches (batch b sampled with
+        seed + b). `params[i].seed` is ignored: `seed` decides."""
+        texts = [self.format(p) for p in prompts]
+        if self.engine is None:  # transformers' generate takes one setting per call: group
+            groups: dict[str, list[int]] = {}
+            for i, p in enumerate(params):
+                groups.setdefault(repr(dataclasses.replace(p, seed=None)), []).append(i)
+            results: dict[int, Generation] = {}
+            for g, members in enumerate(groups.values()):
+                p = dataclasses.replace(params[members[0]], seed=seed + 7919 * g)
+                for i, gen in zip(members, self._generate_hf([texts[i] for i in members], p, progress), strict=True):
+                    results[i] = gen
+            return [results[i] for i in range(len(texts))]
+        return self._generate_engine(texts, list(params), seed, progress)
+
+    def _generate_engine(self, texts, params, seed, progress):
+        import torch
+
+        from reverie.models.engine import Sampling
+
+        tok = self.tokenizer
+        # add_special_tokens=False: the chat template already wrote BOS/role tokens.
+        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        results: dict[int, Generation] = {}
+        for b, idx in enumerate(length_batches([len(x) for x in ids], self.batch_size)):
+            stops = [params[i].stop for i in idx]
+
+            def stop_check(row: int, out: list[int], stops=stops) -> bool:
+                if not stops[row]:
+                    return False
+                tail = tok.decode(out[-16:], skip_special_tokens=True)
+                return any(s in tail for s in stops[row])
+
+            generator = torch.Generator().manual_seed(seed + b)
+            with torch.inference_mode():
+                outs = self.engine.generate([ids[i] for i in idx], Sampling.of([params[i] for i in idx]),
+                                            generator, stop_check if any(stops) else None)
+            for i, out in zip(idx, outs, strict=True):
+                text, finish = tok.decode(out.ids, skip_special_tokens=True), out.finish_reason
+                for s in params[i].stop:
+                    if s in text:
+                        text, finish = text[: text.index(s)], "stop"
+                results[i] = Generation(text=text.strip(), n_tokens=len(out.ids), prompt_tokens=len(ids[i]),
+                                        finish_reason=finish, seed=seed + b)
+            if progress:
+                progress(len(idx))
+        return [results[i] for i in range(len(texts))]
+
+    def _generate_hf(self, texts, params, progress):
         import torch
         from transformers import GenerationConfig
 
-        params = params.resolved()
-        texts = [self.format(p) for p in prompts]
         tok = self.tokenizer
         greedy = params.temperature <= 0
         config = GenerationConfig(
