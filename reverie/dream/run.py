@@ -7,7 +7,7 @@
    Per chunk, work items cycle through the generators until their expected output reaches
    `overgenerate` x the chunk's budget. Items are ordered by generator, so a batch shares prompts'
    sampling settings and the backend runs them together. Item i's outside randomness is seeded
-   by derive_seed(run seed, i), each backend call by derive_seed(run seed, phase, batch, step).
+   by derive_seed(run seed, i), each lockstep step by derive_seed(run seed, phase, batch, step).
 2. Generate. Batches of `items_per_batch` items are driven in lockstep (reverie.dream.base); each
    batch's candidates pass the gate (reverie.dream.gate) and are committed in ONE transaction
    with the batch's done-marker. Killed and restarted, the run skips committed batches: nothing
@@ -37,7 +37,7 @@ from reverie.dream.gate import Gate
 from reverie.dream.generators import GENERATORS
 from reverie.dream.select import near_duplicates, select_within_budget
 from reverie.errors import ReverieError
-from reverie.models.backend import Backend, Generation
+from reverie.models.backend import Backend, Generation, generate_mixed
 from reverie.store.dreams import DreamRecord
 
 Progress = Callable[[str, int, int], None]  # (phase, items done, items in the phase)
@@ -126,8 +126,8 @@ def plan(chunks: list[Chunk], generators: list[str], budget: int, overgenerate: 
 
 # -- driving generators --------------------------------------------------------------------------
 def drive(items: list[WorkItem], backend: Backend, seed_path: tuple) -> tuple[list[list[Candidate]], int]:
-    """Run the items' generators in lockstep: each step sends every pending Ask to the backend in
-    one call (backends with `generate_mixed`), or one call per distinct sampling setting.
+    """Run the items' generators in lockstep: each step sends every pending Ask to the backend at
+    once (reverie.models.backend.generate_mixed: one call, or one per distinct sampling setting).
     Returns candidates per item and tokens generated."""
     works = [GENERATORS[item.generator].work(item) for item in items]
     results: list[list[Candidate]] = [[] for _ in items]
@@ -143,27 +143,14 @@ def drive(items: list[WorkItem], backend: Backend, seed_path: tuple) -> tuple[li
     for i in range(len(items)):
         advance(i, None)
     generated, step = 0, 0
-    mixed = getattr(backend, "generate_mixed", None)
     while pending:
         asks = [(i, j) for i, a in pending.items() for j in range(len(a))]
+        gens = generate_mixed(backend, [pending[i][j].prompt for i, j in asks],
+                              [pending[i][j].params for i, j in asks], derive_seed(*seed_path, step))
         answers: dict[int, list[Generation | None]] = {i: [None] * len(a) for i, a in pending.items()}
-        if mixed is not None:  # one call for the whole step, each ask with its own settings
-            gens = mixed([pending[i][j].prompt for i, j in asks], [pending[i][j].params for i, j in asks],
-                         derive_seed(*seed_path, step))
-            calls = [(asks, gens)]
-        else:  # one call per distinct sampling setting
-            groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
-            for i, j in asks:
-                groups[json.dumps(pending[i][j].params.as_dict(), sort_keys=True)].append((i, j))
-            calls = []
-            for g, (_key, members) in enumerate(sorted(groups.items())):
-                params = dataclasses.replace(pending[members[0][0]][members[0][1]].params,
-                                             seed=derive_seed(*seed_path, step, g))
-                calls.append((members, backend.generate([pending[i][j].prompt for i, j in members], params)))
-        for members, gens in calls:
-            for (i, j), gen in zip(members, gens, strict=True):
-                answers[i][j] = gen
-                generated += gen.n_tokens
+        for (i, j), gen in zip(asks, gens, strict=True):
+            answers[i][j] = gen
+            generated += gen.n_tokens
         for i in list(pending):
             advance(i, answers[i])
         step += 1

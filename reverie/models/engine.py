@@ -63,14 +63,19 @@ def supports(model) -> bool:
         return False
     if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
         return False
-    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
-    return hasattr(m, "model") and hasattr(m.model, "rotary_emb") and isinstance(rope, dict)
+    return hasattr(m, "model") and hasattr(m.model, "rotary_emb")
 
 
 @dataclass
 class Output:
     ids: list[int]  # generated tokens, EOS excluded
     finish_reason: str  # 'stop' or 'length'
+
+
+def _shared(a: np.ndarray, b: np.ndarray) -> int:
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(a[:n] != b[:n])
+    return int(diff[0]) if len(diff) else n
 
 
 class PrefixCache:
@@ -86,9 +91,7 @@ class PrefixCache:
         """(shared length, entry key) of the entry sharing the longest prefix with `ids`."""
         best, key = 0, None
         for k, (stored, _) in self.entries.items():
-            n = min(len(stored), len(ids))
-            diff = np.flatnonzero(stored[:n] != ids[:n])
-            shared = int(diff[0]) if len(diff) else n
+            shared = _shared(stored, ids)
             if shared > best:
                 best, key = shared, k
         if key is not None:
@@ -335,12 +338,6 @@ class Engine:
             logits = self._forward(nxt[:, None], positions[:, None], caches, slot, slot + 1, mask, base)
             positions = positions + 1
         return [Output(ids, f) for ids, f in zip(out, finish, strict=True)]
-
-
-def _shared(a: np.ndarray, b: np.ndarray) -> int:
-    n = min(len(a), len(b))
-    diff = np.flatnonzero(a[:n] != b[:n])
-    return int(diff[0]) if len(diff) else n
 
 
 def sample(logits: torch.Tensor, s: Sampling, u: torch.Tensor, seen=None, stats=None) -> torch.Tensor:
