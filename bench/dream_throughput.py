@@ -6,7 +6,8 @@ Two workloads, each with reverie's engine (reverie.models.engine) and with trans
 `generate` side by side (same prompts, same batch size, same sampling settings):
 - `dream`: the real thing. The first N SQuAD passages are planned into work items for all eight
   generators (reverie.dream.run.plan, BUDGET tokens per passage) and driven exactly as `reverie
-  dream` drives them (reverie.dream.run.drive, `--items-per-batch` items in lockstep). Prompts
+  dream` drives them (reverie.dream.run.stream: continuous batching with reverie's engine,
+  lockstep steps of `--items-per-batch` items with transformers' generate). Prompts
   are 200-400 tokens (a passage and an instruction); answers 30-200 tokens.
 - `fixed`: `--batch-size` copies of one passage-and-instruction prompt, `--new-tokens` each.
 Only generated tokens count (EOS excluded); the time is wall time of generation alone. Default
@@ -23,22 +24,31 @@ from pathlib import Path
 
 
 def dream_workload(loaded, data: Path, passages: int, budget: int, items_per_batch: int, batch_size: int,
-                   engine: bool, seed: int) -> dict:
+                   engine: bool, seed: int, lockstep: bool = False) -> dict:
     from reverie.dream.base import Chunk
     from reverie.dream.generators import GENERATORS
-    from reverie.dream.run import drive, plan
+    from reverie.dream.run import drive, plan, stream
     from reverie.models import TransformersBackend
 
     rows = json.loads(data.read_text())[:passages]
     chunks = [Chunk(i + 1, i + 1, r["context"]) for i, r in enumerate(rows)]
     items = plan(chunks, list(GENERATORS), budget * len(chunks), 2.0, seed)
     backend = TransformersBackend(loaded, batch_size=batch_size, engine=engine)
+    batches = [(b, items[i : i + items_per_batch]) for b, i in enumerate(range(0, len(items), items_per_batch))]
     generated, t0 = 0, time.perf_counter()
-    for b in range(0, len(items), items_per_batch):
-        _, n = drive(items[b : b + items_per_batch], backend, (seed, "bench", b))
+
+    def commit(b, per_item, n):
+        nonlocal generated
         generated += n
+
+    if lockstep:  # the previous driver, for comparison: each batch's items step by step together
+        for b, batch in batches:
+            commit(b, None, drive(batch, backend, (seed, "bench", b))[1])
+    else:
+        stream(batches, backend, seed, commit)
     seconds = time.perf_counter() - t0
     out = {"workload": "dream", "engine": "reverie" if engine else "transformers", "passages": passages,
+           "driver": "lockstep" if lockstep or not engine else "stream",
            "items": len(items), "items_per_batch": items_per_batch, "batch_size": batch_size,
            "generated_tokens": generated, "seconds": round(seconds, 1), "tokens_per_s": round(generated / seconds, 1)}
     if backend.engine is not None:
@@ -73,8 +83,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--batch-size", type=int, default=None, help="default: the dream config's")
     ap.add_argument("--new-tokens", type=int, default=64, help="the fixed workload's answer length")
     ap.add_argument("--engines", default="reverie,transformers")
+    ap.add_argument("--lockstep", action="store_true",
+                    help="drive the dream workload in lockstep steps even with reverie's engine")
     ap.add_argument("--workloads", default="dream,fixed")
     ap.add_argument("--model", default="default")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ipb = args.items_per_batch or cfg.items_per_batch
     bs = args.batch_size or cfg.batch_size
     home = args.home or Path(tempfile.mkdtemp(prefix="reverie-bench-"))
-    loaded = load_model(args.model, home / "models")
+    loaded = load_model(args.model, home / "models", dtype=args.dtype)
     rows = []
     for workload in args.workloads.split(","):
         for name in args.engines.split(","):
@@ -94,7 +107,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if workload == "dream":
                 if args.data is None:
                     ap.error("the dream workload needs --data squad_dev_200.json")
-                row = dream_workload(loaded, args.data, args.passages, args.budget, ipb, bs, engine, args.seed)
+                row = dream_workload(loaded, args.data, args.passages, args.budget, ipb, bs, engine, args.seed,
+                                     args.lockstep)
             else:
                 row = fixed_workload(loaded, bs, args.new_tokens, engine)
             rows.append(row)

@@ -33,7 +33,8 @@ def test_chat_prompt_answers_once_and_stores_the_exchange(home, cli):
     msgs = store.messages(conv["id"])
     assert [m["role"] for m in msgs] == ["user", "assistant"]
     assert msgs[0]["content"] == "What is the capital of France?"
-    assert msgs[1]["content"] == r.out.strip()
+    shown = lambda t: "".join(ch for ch in t if ch.isprintable() or ch in "\n\t").strip()  # noqa: E731
+    assert shown(msgs[1]["content"]) == shown(r.out)  # the terminal drops control characters (tiny model's gibberish)
     meta = json.loads(msgs[1]["meta"])
     assert meta["sampling"]["seed"] == 5 and meta["model"].startswith("tiny-llama@")
 

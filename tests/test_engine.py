@@ -139,3 +139,51 @@ def test_sampler_cut_is_exactly_transformers_cut(top_k, top_p, min_p):
         assert len(kept - got) <= 1
     else:
         assert len(got) > 0.5 * len(kept)  # spread over the kept set, not a corner of it
+
+
+def test_continuous_batching_changes_nothing_but_the_work(loaded):
+    """Rows that finish make room for waiting prompts, merged into the running batch: every text
+    is the one it gets alone (greedy: transformers' own; sampled: its own stream's), whatever
+    the batch size, and follow-up requests made by `done` run too."""
+    from reverie.models.engine import Request
+
+    prompts = PROMPTS * 3
+    params = [SamplingParams(temperature=0, max_new_tokens=2 + 3 * (i % 4)) for i in range(len(prompts))]
+    slow = TransformersBackend(loaded, engine=False)
+    want = [slow.generate([p], q)[0].text for p, q in zip(prompts, params, strict=True)]
+    for size in (2, 5):  # 12 prompts through 2 or 5 rows: several merges each
+        got = TransformersBackend(loaded, batch_size=size).generate_mixed(prompts, params, seed=0)
+        assert _texts(got) == want
+    sampled = [SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=2 + 3 * (i % 4)) for i in range(12)]
+    by_size = [_texts(TransformersBackend(loaded, batch_size=n).generate_mixed(prompts, sampled, seed=3))
+               for n in (1, 3, 12)]
+    assert by_size[0] == by_size[1] == by_size[2]
+
+    backend = TransformersBackend(loaded, batch_size=3)
+    ids = [loaded.tokenizer(backend.format(p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    queue = [Request(x, params[i], 7, None, ("first", i)) for i, x in enumerate(ids)]  # rows end at different steps
+    penalised = SamplingParams(temperature=0, repetition_penalty=1.3, max_new_tokens=6)  # merged into rows without
+    results = {}
+
+    def pull(n):
+        taken = queue[:n]
+        del queue[:n]
+        return taken
+
+    def done(r, out):
+        results[r.tag] = out.ids
+        if r.tag[0] == "first":  # a second step, as a dream generator's answer follows its question
+            queue.append(Request(list(r.ids) + out.ids, penalised, 8, None, ("second", r.tag[1])))
+
+    with torch.inference_mode():
+        backend.engine.serve(pull, done, max_rows=3)
+    assert len(results) == 8
+    for i, x in enumerate(ids):
+        follow = slow.generate([loaded.tokenizer.decode(x + results[("first", i)])], penalised)[0].text
+        assert loaded.tokenizer.decode(results[("second", i)], skip_special_tokens=True).strip() == follow
+
+
+def test_bfloat16_models_generate(tiny_model_dir, tmp_path):
+    bf16 = load_model(str(tiny_model_dir), tmp_path, dtype="bfloat16")
+    gens = TransformersBackend(bf16, batch_size=2).generate(PROMPTS, SamplingParams(temperature=1.0, max_new_tokens=5))
+    assert all(g.n_tokens <= 5 for g in gens) and any(g.n_tokens for g in gens)

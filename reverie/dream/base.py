@@ -4,8 +4,8 @@ A generator is a module with `NAME`, `TEMPLATES` (its prompts, in one place), `S
 `SamplingParams` per stage), `EST_TOKENS` (typical tokens a work item yields, for planning) and
 `work(item)`: a Python generator that yields lists of `Ask` (prompts to generate, all sent in one
 backend batch together with the other items' asks), receives the `Generation`s, and finally
-returns the `Candidate` dreams. Multi-step generators (entities, reconcile, spar) simply yield
-more than once. The runner (reverie.dream.run) drives many items in lockstep.
+returns the `Candidate` dreams. Multi-step generators (reconcile, spar) simply yield more than
+once. The runner (reverie.dream.run) drives many items in lockstep.
 """
 
 from __future__ import annotations
@@ -126,29 +126,9 @@ def parse_qa(text: str) -> list[tuple[str, str]]:
     return [(q, a) for q, a in pairs if q and a]
 
 
-def parse_question(text: str) -> str | None:
-    """The first question in a text (a "Q:" line, else the first sentence ending in '?')."""
-    pairs = parse_qa(text)
-    if pairs:
-        return pairs[0][0]
-    m = _Q.search(text)
-    if m:
-        return m.group(1).strip()
-    m = re.search(r"[^.?!\n]*\?", text)
-    return m.group(0).strip() if m else None
-
-
 def first_answer(text: str) -> str:
     """The answer part of a reply: after an "A:" label if any, first line, without filler."""
     m = _A.search(text)
     line = (m.group(1) if m else text).strip().splitlines()
     line = line[0].strip() if line else ""
     return re.sub(r"^(?:the answer is|answer)\s*[:,-]?\s*", "", line, flags=re.I).strip()
-
-
-def say_different(earlier: list[str], what: str) -> str:
-    """The "say something different" clause: earlier answers shown, something new asked for."""
-    if not earlier:
-        return ""
-    shown = "\n".join(f"- {e}" for e in earlier)
-    return f"\n\nAlready asked:\n{shown}\nAsk {what} that is different from these."

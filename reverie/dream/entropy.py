@@ -1,5 +1,5 @@
-"""Outside randomness for dreams: personas, audiences, voices, random words, question openings and
-distant chunk pairs.
+"""Outside randomness for dreams: personas, audiences, voices, random words and distant chunk
+pairs. (Question openings fit the drawn answer span: reverie.dream.spans.question_words.)
 
 A small model given the same prompt writes the same few texts; fresh content in the prompt moves
 it somewhere else each time. Every draw comes from the work item's own `random.Random` (seeded
@@ -7,7 +7,7 @@ from the run seed and the item index), and is recorded with the dream.
 
     rng = random.Random(7)
     persona(rng)          # {'name': 'Ines', 'age': 41, 'occupation': 'beekeeper', ...}
-    audience(rng), voice(rng), random_words(rng, 2), question_word(rng)
+    audience(rng), voice(rng), random_words(rng, 2)
     distant_partners(chunk, chunks, rng, k=1)   # low-overlap chunks to recombine with
 """
 
@@ -46,15 +46,6 @@ VOICES = [
     "a storyteller by the fire", "a museum guide", "a friendly neighbour", "a tour bus driver",
     "a diary entry", "a letter to a friend", "a quiz show host",
 ]
-
-
-# Question openings: a small model asked for "a question" asks "What is a good question?";
-# given the first word it asks about the text, and each opening points at a different fact.
-QUESTION_WORDS = ["Who", "What", "When", "Where", "Which", "How many", "How", "Why", "In what year", "What kind of"]
-
-
-def question_word(rng: random.Random) -> str:
-    return rng.choice(QUESTION_WORDS)
 
 
 def persona(rng: random.Random) -> dict:

@@ -5,13 +5,16 @@
 
 1. Plan. The chunks (default: documents read since the last night) share the budget equally.
    Per chunk, work items cycle through the generators until their expected output reaches
-   `overgenerate` x the chunk's budget. Items are ordered by generator, so a batch shares prompts'
-   sampling settings and the backend runs them together. Item i's outside randomness is seeded
-   by derive_seed(run seed, i), each lockstep step by derive_seed(run seed, phase, batch, step).
-2. Generate. Batches of `items_per_batch` items are driven in lockstep (reverie.dream.base); each
-   batch's candidates pass the gate (reverie.dream.gate) and are committed in ONE transaction
-   with the batch's done-marker. Killed and restarted, the run skips committed batches: nothing
-   finished is lost, and the same seed gives the same texts.
+   `overgenerate` x the chunk's budget. Items are ordered by generator, so neighbours share
+   prompt prefixes. Item i's outside randomness is seeded by derive_seed(run seed, i).
+2. Generate (`stream`). With reverie's engine, every item's next step is asked the moment its
+   last one returns, and rows freed by short answers are refilled at once (continuous
+   batching); ask k of item i samples with derive_seed(run seed, 'ask', i, k). Other backends
+   drive `items_per_batch` items in lockstep (`drive`), step s seeded by derive_seed(run seed,
+   phase, batch, s). Once all items of a batch of `items_per_batch` are done, its candidates
+   pass the gate (reverie.dream.gate) and are committed in ONE transaction with the batch's
+   done-marker. Killed and restarted, the run skips committed batches: nothing finished is
+   lost, and the same seed gives the same texts.
 3. Baseline. The naive prompt (reverie.dream.baseline) is sampled to the same budget per chunk.
 4. Select. Gate-passed dreams lose near-duplicates (MinHash), then a diverse subset within each
    chunk's budget is chosen (reverie.dream.select). Everything left out stays, dropped, with why.
@@ -24,6 +27,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -157,6 +161,71 @@ def drive(items: list[WorkItem], backend: Backend, seed_path: tuple) -> tuple[li
     return results, generated
 
 
+def stream(batches: list[tuple[int, list[WorkItem]]], backend, seed: int,
+           commit: Callable[[int, list[list[Candidate]], int], None]) -> None:
+    """Drive batches of items; `commit(b, candidates per item, tokens generated)` runs as soon as
+    every item of batch b has finished.
+
+    With a backend that streams (reverie's engine), items do not wait for each other: each
+    item's next step is queued the moment its previous one returns, rows freed by short answers
+    are refilled at once, and batch b+1's items start while batch b's last ones finish. Each ask
+    draws from its own seed, derive_seed(run seed, 'ask', item index, k), so a text depends only
+    on its prompt and seed, not on what ran beside it. Other backends get lockstep `drive`."""
+    if not getattr(backend, "streams", False):
+        for b, items in batches:
+            per_item, generated = drive(items, backend, (seed, "dream", b))
+            commit(b, per_item, generated)
+        return
+    order = [(b, i, item) for b, items in batches for i, item in enumerate(items)]
+    works = {(b, i): GENERATORS[item.generator].work(item) for b, i, item in order}
+    order_index = {(b, i): item.index for b, i, item in order}
+    results = {b: [[] for _ in items] for b, items in batches}
+    left = {b: len(items) for b, items in batches}
+    tokens = {b: 0 for b, _ in batches}
+    answers: dict[tuple[int, int], list[Generation | None]] = {}  # an item's current step
+    asked: dict[tuple[int, int], int] = defaultdict(int)  # asks an item has made so far
+    queue: list[tuple] = []  # (prompt, params, seed, (batch, item, ask)) not yet started
+    started = 0
+
+    def advance(key, sent) -> None:
+        b, i = key
+        try:
+            wanted = works[key].send(sent)
+            while not wanted:  # a step that asks nothing goes on at once
+                wanted = works[key].send([])
+        except StopIteration as stop:
+            results[b][i] = stop.value
+            left[b] -= 1
+            if left[b] == 0:
+                commit(b, results.pop(b), tokens[b])
+            return
+        index = order_index[key]
+        answers[key] = [None] * len(wanted)
+        for j, ask in enumerate(wanted):
+            queue.append((ask.prompt, ask.params, derive_seed(seed, "ask", index, asked[key] + j), (b, i, j)))
+        asked[key] += len(wanted)
+
+    def pull(n: int) -> list[tuple]:
+        nonlocal started
+        while len(queue) < n and started < len(order):  # start items only as rows free up
+            b, i, _ = order[started]
+            started += 1
+            advance((b, i), None)
+        taken = queue[:n]
+        del queue[:n]
+        return taken
+
+    def done(tag, gen: Generation) -> None:
+        b, i, j = tag
+        step = answers[(b, i)]
+        step[j] = gen
+        tokens[b] += gen.n_tokens
+        if all(a is not None for a in step):
+            advance((b, i), step)
+
+    backend.stream(pull, done)
+
+
 def _count_tokens(backend, texts: list[str], estimates: list[int]) -> list[int]:
     """Exact token counts with the backend's tokenizer when it has one, else the estimates."""
     tok = getattr(backend, "tokenizer", None)
@@ -220,14 +289,13 @@ def run_dream(
 
     done = {b["batch"] for b in store.dream_run_batches(run_id, "dream")}
     batches = [items[i : i + cfg.items_per_batch] for i in range(0, len(items), cfg.items_per_batch)]
-    for b, batch in enumerate(batches):
-        if progress:
-            progress("dream", sum(len(x) for x in batches[:b]), len(items))
-        if b in done:
-            continue
-        t0 = time.perf_counter()
-        per_item, generated = drive(batch, backend, (seed, "dream", b))
-        seconds = time.perf_counter() - t0
+    todo = [(b, batch) for b, batch in enumerate(batches) if b not in done]
+    finished = sum(len(batches[b]) for b in done)
+    clock = [time.perf_counter()]
+
+    def commit(b: int, per_item: list[list[Candidate]], generated: int) -> None:
+        nonlocal finished
+        seconds = time.perf_counter() - clock[0]  # wall time since the last commit: batches overlap
         candidates = [c for cs in per_item for c in cs]
         counts = _count_tokens(backend, [c.text for c in candidates], [c.n_tokens for c in candidates])
         verdicts = gate.check(candidates, sources)
@@ -237,6 +305,14 @@ def run_dream(
                                  seconds=seconds)
         stats["tokens"] += generated
         stats["seconds"] += seconds
+        finished += len(batches[b])
+        if progress:
+            progress("dream", finished, len(items))
+        clock[0] = time.perf_counter()
+
+    if progress:
+        progress("dream", finished, len(items))
+    stream(todo, backend, seed, commit)
     if progress:
         progress("dream", len(items), len(items))
 
@@ -316,6 +392,12 @@ def within_budget(rows, per_chunk: float, chunk_of: Callable, tokens_of: Callabl
     return out
 
 
+def reason_kind(reason: str) -> str:
+    """'near-duplicate of dream 12' -> 'near-duplicate of dream', 'perplexity 736 > 500' ->
+    'perplexity', 'spar: answered 0/4 times' -> 'spar': drop reasons counted by kind."""
+    return re.split(r"[:\d]", reason, maxsplit=1)[0].strip()
+
+
 def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
     from reverie.meter import meter_texts
     from reverie.meter.embed import make_embedder
@@ -356,7 +438,7 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
     reasons: dict[str, int] = defaultdict(int)
     for r in everything:
         if r["status"] == "dropped":
-            reasons[r["drop_reason"].split(":")[0]] += 1
+            reasons[reason_kind(r["drop_reason"])] += 1
     return DreamResult(
         run_id=run_id,
         resumed=resumed,

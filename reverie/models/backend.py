@@ -4,9 +4,10 @@ A backend turns prompts into texts. Prompts are either chat message lists (forma
 tokenizer's own chat template) or raw strings. Later backends (OpenAI-compatible HTTP,
 llama.cpp) implement the same `generate`.
 
-Reproducibility: with `seed` set, batch i is sampled after `torch.manual_seed(seed + i)`, and
-each Generation records the seed it was drawn with. The same prompts, order, batch size and
-seed give the same texts.
+Reproducibility: each Generation records the seed it was drawn with. With reverie's engine,
+prompt i of a call seeded `seed` draws from its own stream `row_seed(seed, i)`, so its text does
+not depend on the batch size or its neighbours; transformers' generate samples batch i after
+`torch.manual_seed(seed + i)` (the same prompts, order, batch size and seed give the same texts).
 """
 
 from __future__ import annotations
@@ -98,30 +99,14 @@ def _cut_at_stop(text: str, stops: Sequence[str], finish: str) -> tuple[str, str
     return text.strip(), finish
 
 
-def length_batches(lengths: list[int], size: int, spread: float = 1.5, min_rows: int = 32) -> list[list[int]]:
-    """Indices in batches of at most `size`, shortest first. A batch also ends where the next
-    prompt is `spread` times longer than its first, once it has `min_rows` rows: every row of a
-    batch attends over the longest prompt's slots, so mixing 100- and 600-token prompts would make
-    the short ones pay for the long."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    batches: list[list[int]] = []
-    for i in order:
-        last = batches[-1] if batches else None
-        if (last is None or len(last) >= size
-                or (len(last) >= min_rows and lengths[i] > spread * max(1, lengths[last[0]]))):
-            batches.append([i])
-        else:
-            last.append(i)
-    return batches
-
-
 class TransformersBackend:
     """Batched generation with a local transformers model.
 
-    Llama-family models go through reverie.models.engine (static KV cache, prompt-prefix reuse
-    across calls, exact top-p over a shortlist): measured 2.6x transformers' own generate on the
-    2-core CPU (BENCHMARKS.md). Other architectures, or `engine=False`, use `model.generate`
-    with left padding. Both record, per batch, the seed it was sampled with.
+    Llama-family models go through reverie.models.engine (continuous batching, static KV cache,
+    prompt-prefix reuse across calls, exact top-p over a shortlist): measured 2.6x transformers'
+    own generate on the 2-core CPU (BENCHMARKS.md); `stream` feeds it requests as they arise.
+    Other architectures, or `engine=False`, use `model.generate` with left padding. Every
+    Generation records the seed it was sampled with.
     """
 
     def __init__(self, loaded, batch_size: int = 8, engine: bool = True):
@@ -149,8 +134,8 @@ class TransformersBackend:
         return self.generate_mixed(prompts, [params] * len(prompts), params.seed, progress)
 
     def generate_mixed(self, prompts, params: Sequence[SamplingParams], seed: int, progress=None):
-        """Each prompt with its own sampling settings, in shared batches (batch b sampled with
-        seed + b). `params[i].seed` is ignored: `seed` decides."""
+        """Each prompt with its own sampling settings, in shared batches of at most `batch_size`
+        rows. `params[i].seed` is ignored: `seed` decides."""
         texts = [self.format(p) for p in prompts]
         if self.engine is None:  # transformers' generate takes one setting per call
             return by_setting(texts, params, seed, lambda ts, p: self._generate_hf(ts, p, progress))
@@ -159,33 +144,69 @@ class TransformersBackend:
     def _generate_engine(self, texts, params, seed, progress):
         import torch
 
-        from reverie.models.engine import Sampling
+        from reverie.models.engine import Request, row_seed
 
         tok = self.tokenizer
         # add_special_tokens=False: the chat template already wrote BOS/role tokens.
         ids = tok(texts, add_special_tokens=False)["input_ids"]
         results: dict[int, Generation] = {}
-        for b, idx in enumerate(length_batches([len(x) for x in ids], self.batch_size)):
-            stops = [params[i].stop for i in idx]
+        queue = [Request(ids[i], params[i], row_seed(seed, i), self._stop_test(params[i].stop), i)
+                 for i in sorted(range(len(ids)), key=lambda i: len(ids[i]))]  # similar lengths together
 
-            def stop_check(row: int, out: list[int], stops=stops) -> bool:
-                if not stops[row]:
-                    return False
-                tail = tok.decode(out[-16:], skip_special_tokens=True)
-                return any(s in tail for s in stops[row])
+        def pull(n: int) -> list:
+            taken = queue[:n]
+            del queue[:n]
+            return taken
 
-            generator = torch.Generator().manual_seed(seed + b)
-            with torch.inference_mode():
-                outs = self.engine.generate([ids[i] for i in idx], Sampling.of([params[i] for i in idx]),
-                                            generator, stop_check if any(stops) else None)
-            for i, out in zip(idx, outs, strict=True):
-                text, finish = _cut_at_stop(tok.decode(out.ids, skip_special_tokens=True), params[i].stop,
-                                            out.finish_reason)
-                results[i] = Generation(text=text, n_tokens=len(out.ids), prompt_tokens=len(ids[i]),
-                                        finish_reason=finish, seed=seed + b)
+        def done(r, out) -> None:
+            results[r.tag] = self._generation(r, out)
             if progress:
-                progress(len(idx))
+                progress(1)
+
+        with torch.inference_mode():
+            self.engine.serve(pull, done, self.batch_size)
         return [results[i] for i in range(len(texts))]
+
+    # -- continuous batching (reverie.dream.run streams dream steps through it) -----------------
+    @property
+    def streams(self) -> bool:
+        return self.engine is not None
+
+    def stream(self, pull: Callable[[int], list[tuple[Prompt, SamplingParams, int, object]]],
+               done: Callable[[object, Generation], None]) -> None:
+        """Generate until `pull(n)` (up to n (prompt, params, seed, tag) tuples) runs dry; each
+        result goes to `done(tag, generation)` as soon as it is finished, and `done` may make
+        more prompts available. Each prompt draws from its own stream seeded `seed`."""
+        import torch
+
+        from reverie.models.engine import Request
+
+        if self.engine is None:
+            raise TypeError("streaming needs reverie's engine (a Llama-family model)")
+        tok = self.tokenizer
+
+        def take(n: int) -> list[Request]:
+            got = pull(n)
+            if not got:
+                return []
+            ids = tok([self.format(p) for p, _, _, _ in got], add_special_tokens=False)["input_ids"]
+            return [Request(x, params, seed, self._stop_test(params.stop), tag)
+                    for x, (_, params, seed, tag) in zip(ids, got, strict=True)]
+
+        with torch.inference_mode():
+            self.engine.serve(take, lambda r, out: done(r.tag, self._generation(r, out)), self.batch_size)
+
+    def _stop_test(self, stops: Sequence[str]) -> Callable[[list[int]], bool] | None:
+        if not stops:
+            return None
+        tok = self.tokenizer
+        return lambda out: any(s in tok.decode(out[-16:], skip_special_tokens=True) for s in stops)
+
+    def _generation(self, r, out) -> Generation:
+        text, finish = _cut_at_stop(self.tokenizer.decode(out.ids, skip_special_tokens=True), r.params.stop,
+                                    out.finish_reason)
+        return Generation(text=text, n_tokens=len(out.ids), prompt_tokens=len(r.ids), finish_reason=finish,
+                          seed=r.seed)
 
     def _generate_hf(self, texts, params, progress):
         import torch

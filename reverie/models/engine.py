@@ -1,8 +1,9 @@
-"""A generation loop for Llama-family decoders on CPU: static KV cache, prompt-prefix reuse,
-exact top-p over a shortlist, finished rows dropped.
+"""A generation loop for Llama-family decoders on CPU: continuous batching over a static KV
+cache, prompt-prefix reuse, exact top-p over a shortlist, one random stream per request.
 
     engine = Engine(model, eos_ids={2})           # model: a (PEFT-wrapped) LlamaForCausalLM
-    outs = engine.generate([[1, 2, 3], ...], params, generator=torch.Generator().manual_seed(0))
+    outs = engine.generate([[1, 2, 3], ...], [params, ...], seed=0, max_rows=64)
+    engine.serve(pull, done, max_rows=128)        # requests keep arriving (reverie.dream.run)
 
 Why not `model.generate`: measured on the 2-core CPU with SmolLM2-135M at batch 64, a decode step
 of transformers' generate spent 58% of its time in `torch.cat` growing the dynamic KV cache, and
@@ -19,12 +20,17 @@ What it does instead, all with the model's own modules (so LoRA layers injected 
 - sampling: repetition penalty, temperature, then top-k / top-p / min-p cut on the 256 most likely
   tokens; a row whose cut is not decided inside that shortlist falls back to a full sort, so the
   result is exactly top-p (not an approximation);
-- rows that finished are dropped from the batch once a quarter of it is done.
+- continuous batching (`serve`): a finished row hands its output back at once (a dream
+  generator's next step can be asked right away), finished rows leave the batch, and waiting
+  requests are prefilled and merged into the running batch, so no row waits for the slowest;
+- each request samples from its own counter-based stream (`uniforms`), so its text depends on
+  its prompt, settings and seed only, not on which rows shared its batch.
 
-Layout: row i's prompt is right-aligned to slot T (the longest prompt), so every row's next token
-is written at the same slot; pads before a short prompt are masked (and may attend to themselves
-only, so no softmax row is empty). Rotary positions are per row, so reused and recomputed tokens
-sit at the positions they had alone.
+Layout: every row's tokens end at the batch's write slot, so each decode step writes one slot
+for all rows; pads before a shorter context are masked (and may attend to themselves only, so
+no softmax row is empty). Rows are kept sorted by where their context starts, and decode
+attention reads each group of `ATTEND_ROWS` rows over its own window. Rotary positions are per
+row, so reused, recomputed and merged tokens sit at the positions they had alone.
 
 The prefix cache assumes the weights do not change under it: reverie builds a backend per model
 state (the quiz, the probe and each night load their own), and `engine.prefix.clear()` is there for
@@ -48,6 +54,10 @@ SUPPORTED = {"llama", "qwen2", "qwen3"}
 SHORTLIST = 256  # tokens considered by the top-k/top-p/min-p cut before the exact fallback
 LEADER_SHARE = 0.5  # a prompt sharing at least this part of itself with a cached one reuses it
 PREFILL_ROWS = 16  # rows prefilled together (sorted by need, so a group's window wastes little)
+ADMIT_SHARE = 0.25  # waiting requests are merged in once they number this share of the live rows
+MAX_WAIT = 8  # ... or once they have waited this many decode steps
+ATTEND_ROWS = 16  # decode attention reads groups of (multiples of) this many rows over their own window
+ATTEND_GAP = 64  # ... splitting where the group's window would shrink by at least this many slots
 
 
 def base_model(model):
@@ -135,10 +145,31 @@ class Sampling:
                    repetition_penalty=torch.tensor([p.repetition_penalty for p in params], dtype=torch.float32),
                    max_new_tokens=[p.max_new_tokens for p in params])
 
+    @classmethod
+    def cat(cls, parts: Sequence[Sampling]) -> Sampling:
+        return cls(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                     ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")),
+                   max_new_tokens=[n for p in parts for n in p.max_new_tokens])
+
+    def rows(self) -> list[_Row]:
+        """One settings object per row (what `Engine.generate` and `Request` take)."""
+        return [_Row(float(self.temperature[i]), float(self.top_p[i]), int(self.top_k[i]), float(self.min_p[i]),
+                     float(self.repetition_penalty[i]), self.max_new_tokens[i]) for i in range(len(self.max_new_tokens))]
+
     def take(self, keep: torch.Tensor) -> Sampling:
         """The rows `keep` (indices into the current rows)."""
         return Sampling(self.temperature[keep], self.top_p[keep], self.top_k[keep], self.min_p[keep],
                         self.repetition_penalty[keep], [self.max_new_tokens[int(k)] for k in keep])
+
+
+@dataclass
+class _Row:
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    repetition_penalty: float
+    max_new_tokens: int
 
 
 class Engine:
@@ -164,8 +195,10 @@ class Engine:
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         return x * cos + rotated * sin
 
-    def _attend(self, layer, h, cos, sin, cache, lo: int, hi: int, mask, base: int = 0):
-        """Self-attention of the tokens at slots [lo, hi) over slots [base, hi); writes their K/V."""
+    def _attend(self, layer, h, cos, sin, cache, lo: int, hi: int, mask, base: int = 0, groups=None):
+        """Self-attention of the tokens at slots [lo, hi) over slots [base, hi); writes their K/V.
+        Decode may pass `groups` of rows [(r0, r1, group_base)]: each group reads only its own
+        window (rows sorted by where their prompt starts: short contexts skip the long ones' pads)."""
         attn = layer.self_attn
         B, S, _ = h.shape
         q = attn.q_proj(h).view(B, S, self.n_heads, self.head_dim)
@@ -178,27 +211,29 @@ class Engine:
         K, V = cache
         K[:, :, lo:hi] = k
         V[:, :, lo:hi] = v
-        keys, values = K[:, :, base:hi], V[:, :, base:hi]
         if mask.dtype != torch.bool:
             # Decode (one query, additive mask): grouped heads as a view, one matmul per step
             # (faster here than SDPA's kernel). Prefill windows pass a boolean mask to SDPA.
             g = self.n_heads // self.n_kv
             qg = q.reshape(B, self.n_kv, g, self.head_dim)
-            scores = torch.matmul(qg, keys.transpose(-1, -2)) * attn.scaling
-            scores = scores + mask  # (B, 1, 1, hi) additive
-            out = torch.matmul(scores.softmax(-1), values).reshape(B, self.n_heads, 1, self.head_dim)
+            outs = []
+            for r0, r1, gb in groups or [(0, B, base)]:
+                scores = torch.matmul(qg[r0:r1], K[r0:r1, :, gb:hi].transpose(-1, -2)) * attn.scaling
+                scores = scores + mask[r0:r1, ..., gb - base :]  # (rows, 1, 1, hi - gb) additive
+                outs.append(torch.matmul(scores.softmax(-1), V[r0:r1, :, gb:hi]))
+            out = (outs[0] if len(outs) == 1 else torch.cat(outs)).reshape(B, self.n_heads, 1, self.head_dim)
         else:
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=attn.scaling,
-                                                 enable_gqa=self.n_kv != self.n_heads)
+            out = F.scaled_dot_product_attention(q, K[:, :, base:hi], V[:, :, base:hi], attn_mask=mask,
+                                                 scale=attn.scaling, enable_gqa=self.n_kv != self.n_heads)
         return attn.o_proj(out.transpose(1, 2).reshape(B, S, self.n_heads * self.head_dim))
 
-    def _forward(self, ids, positions, caches, lo: int, hi: int, mask, base: int = 0) -> torch.Tensor:
+    def _forward(self, ids, positions, caches, lo: int, hi: int, mask, base: int = 0, groups=None) -> torch.Tensor:
         """Hidden states -> logits of the last slot; K/V of slots [lo, hi) written to `caches`;
         attention reads slots [base, hi) (the slots before `base` are pads of every row)."""
         x = self.model.model.embed_tokens(ids)
         cos, sin = self._rope(x, positions)
         for layer, cache in zip(self.layers, caches, strict=True):
-            x = x + self._attend(layer, layer.input_layernorm(x), cos, sin, cache, lo, hi, mask, base)
+            x = x + self._attend(layer, layer.input_layernorm(x), cos, sin, cache, lo, hi, mask, base, groups)
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         return self.model.lm_head(self.model.model.norm(x[:, -1])).float()
 
@@ -276,68 +311,249 @@ class Engine:
         self._remember([leaders[i] for i in order], caches, max(len(p) for p in leaders))
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Sequence[int]], s: Sampling, generator: torch.Generator,
-                 stop_check: Callable[[int, list[int]], bool] | None = None) -> list[Output]:
-        """Generate for one batch (row i with row i of `s`). `stop_check(i, ids)` may end row i
-        early (stop strings)."""
-        arrays = [np.asarray(p, dtype=np.int64) for p in prompts]
+    def generate(self, prompts: Sequence[Sequence[int]], s: Sampling | Sequence, seed: int = 0,
+                 stop_check: Callable[[int, list[int]], bool] | None = None,
+                 max_rows: int | None = None) -> list[Output]:
+        """Generate for each prompt (row i with its own settings: a `Sampling` or one params
+        object per row). Row i draws from its own stream, `row_seed(seed, i)`, so its text does
+        not depend on the batch it shares. `stop_check(i, ids)` may end row i early (stop
+        strings). At most `max_rows` rows run at once (default: all); shorter prompts first."""
+        params = s.rows() if isinstance(s, Sampling) else list(s)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        queue = [Request(prompts[i], params[i], row_seed(seed, i),
+                         (lambda ids, i=i: stop_check(i, ids)) if stop_check else None, i) for i in order]
+        out: list[Output | None] = [None] * len(prompts)
+
+        def pull(n: int) -> list[Request]:
+            taken = queue[:n]
+            del queue[:n]
+            return taken
+
+        def done(r: Request, o: Output) -> None:
+            out[r.tag] = o
+
+        self.serve(pull, done, max_rows or max(1, len(prompts)))
+        return out  # type: ignore[return-value]
+
+    def serve(self, pull: Callable[[int], list[Request]], done: Callable[[Request, Output], None],
+              max_rows: int) -> None:
+        """Continuous batching: generate until `pull` has nothing more to give.
+
+        `pull(n)` returns up to n requests to start; `done(request, output)` receives each as
+        soon as it finishes, and may make more requests available to `pull` (a dream generator's
+        next step). Finished rows leave the batch and waiting requests are prefilled and merged
+        in. A merge copies the live rows' K/V once, so it waits until the newcomers number
+        `ADMIT_SHARE` of the live rows (or `MAX_WAIT` steps have passed)."""
+        batch: _Batch | None = None
+        waiting: list[Request] = []
+        waited = 0
+        while True:
+            live = batch.live if batch is not None else 0
+            if max_rows - live - len(waiting) > 0:
+                waiting += self._take(pull, done, max_rows - live - len(waiting))
+            if live == 0 and not waiting:
+                return
+            if waiting and (live == 0 or len(waiting) >= ADMIT_SHARE * live or waited >= MAX_WAIT):
+                batch, waiting, waited = self._admit(batch if live else None, waiting), [], 0
+            else:
+                waited += bool(waiting)
+                if live <= 0.75 * len(batch.reqs):  # drop finished rows: later steps cost less
+                    batch = batch.take([b for b in range(len(batch.reqs)) if batch.alive[b]])
+            batch = self._step(batch, done)
+
+    @staticmethod
+    def _take(pull, done, n: int) -> list[Request]:
+        while True:
+            got = pull(n)
+            if not got:
+                return []
+            for r in got:
+                if r.params.max_new_tokens <= 0:
+                    done(r, Output([], "length"))
+            ready = [r for r in got if r.params.max_new_tokens > 0]
+            if ready:
+                return ready
+
+    def _admit(self, batch: _Batch | None, reqs: list[Request]) -> _Batch:
+        """Prefill `reqs` and merge them with the live rows of `batch` into a new batch.
+
+        Layout: every row's tokens end at the batch's write slot, so the live rows' K/V move as
+        one block and the new rows' prefill lands right-aligned beside them; finished rows are
+        left out. Rows are ordered by where their context starts (longest first), so decode
+        attention can read each group of rows over its own window."""
+        arrays = [np.asarray(r.ids, dtype=np.int64) for r in reqs]
         self._warm(arrays)
-        longest = max(s.max_new_tokens)
-        order, caches, valid, logits = self._prefill(arrays, longest)
-        T = max(len(p) for p in arrays)
-        self._remember([arrays[i] for i in order], caches, T)
-        B, V = len(arrays), logits.shape[-1]
-        s = s.take(torch.tensor(order))
+        order, tc, tvalid, tlogits = self._prefill(arrays, 0)
+        Tg = max(len(p) for p in arrays)
+        self._remember([arrays[i] for i in order], tc, Tg)
+        reqs = [reqs[i] for i in order]
+        lengths = torch.tensor([len(arrays[i]) for i in order], dtype=torch.long)
+        V = tlogits.shape[-1]
+        seen_new = None
+        if any(r.params.repetition_penalty != 1.0 for r in reqs) or (batch is not None and batch.seen is not None):
+            seen_new = torch.zeros(len(reqs), V, dtype=torch.bool)
+            for row, i in enumerate(order):
+                seen_new[row, torch.from_numpy(arrays[i][arrays[i] < V])] = True
+        keep = [b for b in range(len(batch.reqs)) if batch.alive[b]] if batch is not None else []
+        k = torch.tensor(keep, dtype=torch.long)
+        slot = batch.slot if batch is not None else 0
+        U = slot - int(batch.start[k].min()) if keep else 0  # slots the live rows use, ending at `slot`
+        T = max(U, Tg)
+        need = max([r.params.max_new_tokens for r in reqs] + [batch.s.max_new_tokens[b] - len(batch.outs[b]) for b in keep])
+        n1, n2 = len(keep), len(reqs)
+        start = torch.cat([batch.start[k] - (slot - T) if keep else torch.zeros(0, dtype=torch.long), T - lengths])
+        perm = torch.argsort(start, stable=True)  # longest context first
+        dest = torch.empty_like(perm)
+        dest[perm] = torch.arange(n1 + n2)
+        caches = []
+        for layer, (k2, v2) in enumerate(tc):
+            shape = (n1 + n2, k2.shape[1], T + need, k2.shape[3])
+            K2, V2 = torch.zeros(shape, dtype=k2.dtype), torch.zeros(shape, dtype=k2.dtype)
+            if keep:
+                K, Vc = batch.caches[layer]
+                K2[dest[:n1], :, T - U : T] = K[k, :, slot - U : slot]
+                V2[dest[:n1], :, T - U : T] = Vc[k, :, slot - U : slot]
+            K2[dest[n1:], :, T - Tg : T] = k2
+            V2[dest[n1:], :, T - Tg : T] = v2
+            caches.append((K2, V2))
+        valid = torch.zeros(n1 + n2, T + need, dtype=torch.bool)
+        if keep:
+            valid[dest[:n1], T - U : T] = batch.valid[k, slot - U : slot]
+        valid[dest[n1:], T - Tg : T] = tvalid[:, :Tg]
+        old = batch
         seen = None
-        if bool((s.repetition_penalty != 1.0).any()):
-            seen = torch.zeros(B, V, dtype=torch.bool)
-            for r, i in enumerate(order):
-                seen[r, torch.from_numpy(arrays[i][arrays[i] < V])] = True
-        rows = list(order)  # original row of each live batch row
-        out: list[list[int]] = [[] for _ in range(B)]
-        finish = ["length"] * B
-        done = [False] * B
-        positions = torch.tensor([len(arrays[i]) for i in order], dtype=torch.long)
-        base = T - int(positions.max())  # slots before this are pads of every live row
-        neg = torch.finfo(logits.dtype).min
-        for step in range(longest):
-            # One uniform per original row and step: the draws do not depend on how rows were
-            # ordered or dropped (which varies with what the prefix cache holds).
-            u = torch.rand(B, generator=generator)[torch.tensor(rows)]
-            nxt = sample(logits, s, u, seen, self.stats)
-            live = []
-            for b, token in enumerate(nxt.tolist()):
-                i = rows[b]
-                if done[i]:
-                    continue
-                if token in self.eos_ids:
-                    finish[i], done[i] = "stop", True
-                    continue
-                out[i].append(token)
-                if stop_check is not None and stop_check(i, out[i]):
-                    finish[i], done[i] = "stop", True
-                elif len(out[i]) >= s.max_new_tokens[b]:
-                    done[i] = True  # finish stays 'length'
-                else:
-                    live.append(b)
-            if not live:
-                break
-            if len(live) <= 0.75 * len(rows):  # drop finished rows: later steps cost less
-                keep = torch.tensor(live)
-                caches = [(K.index_select(0, keep), V.index_select(0, keep)) for K, V in caches]
-                valid, positions, nxt, s = valid[keep], positions[keep], nxt[keep], s.take(keep)
-                seen = seen[keep] if seen is not None else None
-                rows = [rows[b] for b in live]
-                base = T - max(len(arrays[i]) for i in rows)  # the longest prompts may be gone
-            if seen is not None:
-                seen[torch.arange(len(rows)), nxt] = True
-            slot = T + step
-            valid[:, slot] = True
-            mask = torch.zeros(len(rows), 1, 1, slot + 1 - base, dtype=logits.dtype)
-            mask.masked_fill_(~valid[:, None, None, base : slot + 1], neg)
-            logits = self._forward(nxt[:, None], positions[:, None], caches, slot, slot + 1, mask, base)
-            positions = positions + 1
-        return [Output(ids, f) for ids, f in zip(out, finish, strict=True)]
+        if seen_new is not None:
+            # rows without a repetition penalty tracked nothing: all-False rows change nothing for them
+            before = old.seen[k] if keep and old.seen is not None else torch.zeros(n1, V, dtype=torch.bool)
+            seen = torch.cat([before, seen_new])[perm]
+        p = perm.tolist()
+        reqs_all = [old.reqs[b] for b in keep] + reqs if keep else reqs
+        outs_all = ([old.outs[b] for b in keep] if keep else []) + [[] for _ in reqs]
+        s_new = Sampling.of([r.params for r in reqs])
+        return _Batch(
+            caches=caches, valid=valid, slot=T, start=start[perm],
+            positions=torch.cat([old.positions[k] if keep else torch.zeros(0, dtype=torch.long), lengths])[perm],
+            s=(Sampling.cat([old.s.take(k), s_new]) if keep else s_new).take(perm),
+            seeds=np.concatenate([old.seeds[keep] if keep else np.zeros(0, np.uint64),
+                                  np.array([r.seed for r in reqs], dtype=np.uint64)])[p],
+            reqs=[reqs_all[i] for i in p], outs=[outs_all[i] for i in p], alive=[True] * (n1 + n2),
+            logits=torch.cat([old.logits[k], tlogits])[perm] if keep else tlogits[perm], seen=seen)
+
+    def _step(self, batch: _Batch, done: Callable[[Request, Output], None]) -> _Batch | None:
+        """Sample one token per row, hand finished rows to `done`, then compute the next logits
+        (rows that just finished ride along until the next merge or compaction drops them)."""
+        counts = np.array([len(o) for o in batch.outs], dtype=np.uint64)
+        nxt = sample(batch.logits, batch.s, uniforms(batch.seeds, counts), batch.seen, self.stats)
+        for b, token in enumerate(nxt.tolist()):
+            if not batch.alive[b]:
+                continue
+            r, out = batch.reqs[b], batch.outs[b]
+            finish = None
+            if token in self.eos_ids:
+                finish = "stop"
+            else:
+                out.append(token)
+                if r.stop is not None and r.stop(out):
+                    finish = "stop"
+                elif len(out) >= r.params.max_new_tokens:
+                    finish = "length"
+            if finish is not None:
+                batch.alive[b] = False
+                done(r, Output(out, finish))
+        if batch.live == 0:
+            return None
+        B = len(batch.reqs)
+        if batch.seen is not None:
+            batch.seen[torch.arange(B), nxt] = True
+        slot = batch.slot
+        batch.valid[:, slot] = True
+        starts = batch.start.tolist()  # ascending: rows are sorted by where their context starts
+        base = starts[0]
+        groups, r0 = [], 0
+        for r in range(ATTEND_ROWS, B, ATTEND_ROWS):  # a new group where the windows differ enough
+            if starts[r] - starts[r0] >= ATTEND_GAP:
+                groups.append((r0, r, starts[r0]))
+                r0 = r
+        groups.append((r0, B, starts[r0]))
+        dtype = batch.caches[0][0].dtype  # the additive decode mask is in the model's dtype
+        mask = torch.zeros(B, 1, 1, slot + 1 - base, dtype=dtype)
+        mask.masked_fill_(~batch.valid[:, None, None, base : slot + 1], torch.finfo(dtype).min)
+        batch.logits = self._forward(nxt[:, None], batch.positions[:, None], batch.caches, slot, slot + 1, mask,
+                                     base, groups)
+        batch.positions += 1
+        batch.slot += 1
+        return batch
+
+
+@dataclass
+class Request:
+    """One prompt to generate for: token ids, its sampling settings (a reverie SamplingParams or
+    anything with the same fields), its own random stream's seed, an optional stop test on the
+    generated ids, and a tag for the caller."""
+
+    ids: Sequence[int]
+    params: object
+    seed: int
+    stop: Callable[[list[int]], bool] | None = None
+    tag: object = None
+
+
+@dataclass
+class _Batch:
+    """The rows being generated: their K/V (every row's tokens end at `slot`, the next write),
+    which slots hold real tokens, where each row's prompt starts, positions, settings, streams."""
+
+    caches: list[tuple[torch.Tensor, torch.Tensor]]
+    valid: torch.Tensor  # (B, S) bool
+    slot: int
+    start: torch.Tensor  # (B,) first slot of each row's prompt
+    positions: torch.Tensor  # (B,) next rotary position of each row
+    s: Sampling
+    seeds: np.ndarray  # (B,) uint64
+    reqs: list[Request]
+    outs: list[list[int]]
+    alive: list[bool]
+    logits: torch.Tensor  # (B, V) next-token logits
+    seen: torch.Tensor | None  # (B, V) tokens seen (repetition penalty), or None
+
+    @property
+    def live(self) -> int:
+        return sum(self.alive)
+
+    def take(self, keep: list[int]) -> _Batch:
+        k = torch.tensor(keep)
+        return _Batch(
+            caches=[(K.index_select(0, k), V.index_select(0, k)) for K, V in self.caches],
+            valid=self.valid[k], slot=self.slot, start=self.start[k], positions=self.positions[k],
+            s=self.s.take(k), seeds=self.seeds[keep], reqs=[self.reqs[b] for b in keep],
+            outs=[self.outs[b] for b in keep], alive=[self.alive[b] for b in keep], logits=self.logits[k],
+            seen=self.seen[k] if self.seen is not None else None)
+
+
+# -- random streams: one per request, counter-based, so a text does not depend on its batch ------
+_M1, _M2, _GOLDEN = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (wrapping uint64 arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def row_seed(seed: int, i: int) -> int:
+    """Row i's stream seed within a call seeded `seed`."""
+    with np.errstate(over="ignore"):
+        z = np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) * _GOLDEN + np.uint64(i)
+    return int(_mix(_mix(z))[0] >> np.uint64(1))
+
+
+def uniforms(seeds: np.ndarray, counts: np.ndarray) -> torch.Tensor:
+    """Uniform numbers in [0, 1): the `counts[i]`-th draw of stream `seeds[i]`."""
+    with np.errstate(over="ignore"):
+        z = _mix(_mix(seeds.astype(np.uint64)) + (counts.astype(np.uint64) + np.uint64(1)) * _GOLDEN)
+    return torch.from_numpy((z >> np.uint64(11)).astype(np.float64) * 2.0**-53)
 
 
 def sample(logits: torch.Tensor, s: Sampling, u: torch.Tensor, seen=None, stats=None) -> torch.Tensor:

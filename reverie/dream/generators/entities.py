@@ -1,72 +1,82 @@
-"""entities: as EntiGraph (Yang et al. 2024) does, list the chunk's entities, then for sampled
-pairs and triples write how they relate according to the text.
+"""entities: as EntiGraph (Yang et al. 2024) relates a chunk's entities, but only pairs that one
+sentence of the chunk names together, and with that sentence shown.
 
-Entities the model lists but the chunk does not contain are discarded; with fewer than two left,
-the chunk's capitalised phrases and numbers stand in, so every item still yields relations.
-"""
+Asked how two entities of a whole paragraph relate, a 135M model invents a relation (12-30%
+grounded). The pipeline finds the pairs itself (names, titles, numbers and 'the ___' phrases of
+one sentence: reverie.dream.spans) and shows the model just that sentence and a worked example;
+its one-sentence answer then restates what the sentence says about the two. Two answers are
+sampled per pair; the first that names both and passes the gate's grounding test (run here) is
+kept, else the more grounded one goes to the gate."""
 
 from __future__ import annotations
 
-import re
+import itertools
 
-from reverie.dream.base import Ask, Work, WorkItem, candidate, lines, user
-from reverie.models.backend import SamplingParams
+from reverie.dream.base import Ask, Work, WorkItem, candidate
+from reverie.dream.gate import content_stems
+from reverie.dream.spans import answer_spans, echoes, first_sentence, grounded, sentences
+from reverie.models.backend import Messages, SamplingParams
 
 NAME = "entities"
 TEMPLATES = {
-    "extract": "{chunk}\n\nList the people, places, things and numbers named in the text above, one per line.",
-    "relate": "{chunk}\n\nAccording to the text above, how are {entities} related? Answer in two sentences.",
+    "relate": "{sentence}\n\nAccording to this sentence, how are \"{a}\" and \"{b}\" related? Answer in one sentence.",
 }
-SAMPLING = {
-    "extract": SamplingParams(temperature=0.5, top_p=0.95, max_new_tokens=64),
-    "relate": SamplingParams(temperature=0.8, top_p=0.95, min_p=0.05, repetition_penalty=1.05, max_new_tokens=96),
-}
-PAIRS, TRIPLES = 2, 1
-EST_TOKENS = 3 * 70
+EXAMPLE = (  # a worked answer, shown as an earlier chat turn
+    {"sentence": "The Eiffel Tower, designed by Gustave Eiffel's company, was completed in 1889 for the world fair.",
+     "a": "Eiffel Tower", "b": "1889"},
+    "The Eiffel Tower was completed in 1889.",
+)
+SAMPLING = {"relate": SamplingParams(temperature=0.6, top_p=0.95, min_p=0.05, max_new_tokens=60, stop=["\n"])}
+_EXAMPLE_TEXT = EXAMPLE[0]["sentence"] + " " + EXAMPLE[1]
+PAIRS = 3
+TRIES = 2
+EST_TOKENS = PAIRS * 12  # measured: 36 per item (one short sentence per pair)
 GROUNDING_SLACK = 0.0
-_CAPITALISED = re.compile(r"\b(?:[A-Z][\w'-]+(?:\s+(?:of|the|de|[A-Z][\w'-]+))*|\d[\d,.]*)\b")
+BAR = 0.6  # DreamConfig.min_grounded's default
 
 
-def entities_in(listed: str, chunk: str) -> list[str]:
-    """Listed entities that occur in the chunk (case-insensitive), deduplicated, in order."""
-    found, low = [], chunk.lower()
-    for line in lines(listed, min_words=1):
-        name = line.strip(" .:;\"'")
-        if 1 < len(name) <= 60 and name.lower() in low and name.lower() not in (f.lower() for f in found):
-            found.append(name)
-    return found
+def relate_prompt(sentence: str, a: str, b: str) -> Messages:
+    return [{"role": "user", "content": TEMPLATES["relate"].format(**EXAMPLE[0])},
+            {"role": "assistant", "content": EXAMPLE[1]},
+            {"role": "user", "content": TEMPLATES["relate"].format(sentence=sentence, a=a, b=b)}]
 
 
-def fallback_entities(chunk: str) -> list[str]:
-    seen: list[str] = []
-    for m in _CAPITALISED.finditer(chunk):
-        if m.group(0) not in seen:
-            seen.append(m.group(0))
-    return seen
+def pairs_by_sentence(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(sentence, its pairs of distinct entity spans) for every sentence naming two or more."""
+    out = []
+    for s in sentences(text):
+        ents = list(dict.fromkeys(sp.text for sp in answer_spans(s)))
+        if len(ents) >= 2:
+            out.append((s, list(itertools.combinations(ents, 2))))
+    return out
 
 
-def _join(names: list[str]) -> str:
-    quoted = [f'"{n}"' for n in names]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+def _names_both(text: str, a: str, b: str) -> bool:
+    have = set(content_stems(text)) | {w.lower() for w in text.split()}
+    return all(any(w in have for w in content_stems(e)) or e.lower() in text.lower() for e in (a, b))
 
 
 def work(item: WorkItem) -> Work:
     rng = item.rng
-    ask = Ask(user(TEMPLATES["extract"].format(chunk=item.chunk.text)), SAMPLING["extract"])
-    (gen,) = yield [ask]
-    found = entities_in(gen.text, item.chunk.text)
-    if len(found) < 3:
-        found += [e for e in fallback_entities(item.chunk.text) if e not in found]
-    if len(found) < 2:
+    chunk = item.chunk.text
+    pool = pairs_by_sentence(chunk)
+    rng.shuffle(pool)
+    groups = []
+    for sentence, pairs in pool[:PAIRS]:
+        a, b = rng.choice(pairs)
+        groups.append((sentence, a, b))
+    if not groups:
         return []
-    groups = [rng.sample(found, 2) for _ in range(PAIRS)]
-    if len(found) >= 3:
-        groups += [rng.sample(found, 3) for _ in range(TRIPLES)]
-    asks = [
-        Ask(user(TEMPLATES["relate"].format(chunk=item.chunk.text, entities=_join(g))), SAMPLING["relate"])
-        for g in groups
-    ]
+    asks = [Ask(relate_prompt(s, a, b), SAMPLING["relate"])
+            for s, a, b in groups for _ in range(TRIES)]
     gens = yield asks
-    return [
-        candidate(item, a, g, entropy={"entities": group}) for a, g, group in zip(asks, gens, groups, strict=True)
-    ]
+    out = []
+    for k, (sentence, a, b) in enumerate(groups):
+        tries = list(zip(asks[k * TRIES:(k + 1) * TRIES], gens[k * TRIES:(k + 1) * TRIES], strict=True))
+        said = [(ask, gen, first_sentence(gen.text, max_words=45)) for ask, gen in tries]
+        said = [t for t in said if t[2] and not echoes(t[2], _EXAMPLE_TEXT, chunk)]  # not the example again
+        good = [t for t in said if grounded(t[2], chunk, BAR) and _names_both(t[2], a, b)]
+        if good or said:
+            ask, gen, text = (good or said)[0]
+            out.append(candidate(item, ask, gen, text, entropy={"entities": [a, b], "sentence": sentence}))
+    return out

@@ -1,52 +1,108 @@
-"""qa: question-answer pairs whose answers are facts of the chunk.
+"""qa: question-answer pairs, answer first (answer-aware question generation).
 
-Two calls per pair, because a small model asked for "Q: ... A: ..." usually stops after the
-question: one asks a question about the chunk that starts with a drawn opening ("Who", "In what
-year", ...: asked for just "a question", it asks "What is a good question?"), another answers it
-from the chunk. Three pairs per
-item; from the second on, the question prompt shows the questions already asked and asks for a
-different one ("say something different"), so the pairs spread over the chunk.
+The pipeline picks the answers: short spans of the chunk (a year, "720 feet", a name, a quoted
+title, "the wrought iron gates"; reverie.dream.spans), from different sentences and of mixed
+kinds. For each, the model sees the clause holding the span with the span blanked out ("The
+façade was designed by ___ in 1891") and turns it into a question starting with an opening that
+fits the span ("Who" after "by", "How many feet" for "720 feet"). The answer is the span itself,
+so it occurs in the chunk by construction; the model only writes the question, which a 135M
+model does well when it has two worked examples (chat turns) and a blank to ask about, and badly
+when asked for "a question about the text" (it asks "What is the answer?").
+
+Each span is asked twice in the same batch; the first question that passes `valid_question`
+(a real question, not containing the answer, about the clause) is kept.
 """
 
 from __future__ import annotations
 
-from reverie.dream import entropy
-from reverie.dream.base import Ask, Work, WorkItem, candidate, first_answer, parse_question, say_different, user
-from reverie.models.backend import SamplingParams
+from reverie.dream.base import Ask, Work, WorkItem, candidate
+from reverie.dream.gate import content_stems
+from reverie.dream.spans import Span, blank, clause, echoes, pick_spans, question_words
+from reverie.models.backend import Messages, SamplingParams
+from reverie.quiz.score import normalize
 
 NAME = "qa"
 TEMPLATES = {
-    "question": "{chunk}\n\nWrite a question about the text above that starts with \"{wh}\".{different}",
-    "answer": "{chunk}\n\nQuestion: {question}\nAnswer with a few words copied from the text above.",
+    "question": "Turn this sentence into a question whose answer is the blank ___. Start with \"{wh}\".\n\n{cloze}",
     "dream": "Q: {question}\nA: {answer}",
 }
+# Worked examples, shown as earlier chat turns: (cloze, opening, question).
+EXAMPLES = [
+    ("The Eiffel Tower was designed by ___ for the world fair of 1889.", "Who",
+     "Who designed the Eiffel Tower for the world fair of 1889?"),
+    ("the bridge was opened in ___ after six years of work", "In what year", "In what year was the bridge opened?"),
+]
+_EXAMPLE_TEXT = " ".join(c + " " + q for c, _, q in EXAMPLES)
 SAMPLING = {
-    "question": SamplingParams(temperature=0.9, top_p=0.95, min_p=0.05, max_new_tokens=40),
-    "answer": SamplingParams(temperature=0.3, top_p=0.95, max_new_tokens=32),
+    # warm enough that the two tries differ, cool enough to keep the clause's words
+    "question": SamplingParams(temperature=0.7, top_p=0.95, min_p=0.05, max_new_tokens=40, stop=["\n"]),
 }
-TURNS = 3
-EST_TOKENS = 3 * 30
+SPANS = 4  # answers per item
+TRIES = 2  # questions asked per answer; the first valid one is kept
+EST_TOKENS = SPANS * 16  # measured: 65 per item ("Q: ... A: ..." ~20 tokens; some spans get no valid question)
 GROUNDING_SLACK = 0.0
 
 
+def question_prompt(span: Span, wh: str, template: str = TEMPLATES["question"]) -> Messages:
+    """The chat that asks for a question about the span's blanked clause, after EXAMPLES."""
+    messages: Messages = []
+    for cloze, opening, question in EXAMPLES:
+        messages += [{"role": "user", "content": template.format(wh=opening, cloze=cloze)},
+                     {"role": "assistant", "content": question}]
+    messages.append({"role": "user", "content": template.format(wh=wh, cloze=blank(clause(span), span))})
+    return messages
+
+
+def valid_question(reply: str, span: Span, chunk: str = "") -> str | None:
+    """The question in a reply, or None when it is not usable: no question mark, too short or
+    long, a blank left in, the answer given away, no content word of the clause, or a word of
+    the worked examples that the chunk lacks ("bridge": not about the text)."""
+    text = reply.strip().splitlines()[0].strip() if reply.strip() else ""
+    if "?" not in text:
+        return None
+    question = text[: text.index("?") + 1].strip().strip("\"'")
+    n = len(question.split())
+    if n < 4 or n > 30 or "_" in question:
+        return None
+    answer = normalize(span.text)
+    if answer and f" {answer} " in f" {normalize(question)} ":
+        return None
+    about = set(content_stems(clause(span))) - set(content_stems(span.text))
+    if about and not set(content_stems(question)) & about:
+        return None
+    if echoes(question, _EXAMPLE_TEXT, chunk or span.sentence):
+        return None
+    return question
+
+
+def fix_opening(question: str) -> str:
+    return question[0].upper() + question[1:]
+
+
+def questions(chunk: str, rng, n: int, template: str, params: SamplingParams, tries: int = TRIES):
+    """Sub-generator (use with `yield from`): n spans of the chunk, `tries` questions asked for
+    each in one batch; returns [(span, opening, question, ask, generation)] for the spans that
+    got a valid question (the first valid try). Shared with spar, which poses the same way."""
+    spans = pick_spans(chunk, rng, n)
+    openings = [rng.choice(question_words(s)) for s in spans]
+    asks = [Ask(question_prompt(s, wh, template), params) for s, wh in zip(spans, openings, strict=True)
+            for _ in range(tries)]
+    if not asks:
+        return []
+    gens = yield asks
+    found = []
+    for k, (span, wh) in enumerate(zip(spans, openings, strict=True)):
+        for ask, gen in zip(asks[k * tries:(k + 1) * tries], gens[k * tries:(k + 1) * tries], strict=True):
+            question = valid_question(gen.text, span, chunk)
+            if question:
+                found.append((span, wh, fix_opening(question), ask, gen))
+                break
+    return found
+
+
 def work(item: WorkItem) -> Work:
-    rng = item.rng
-    out, asked = [], []
-    for _ in range(TURNS):
-        different = say_different(asked, "a question")
-        wh = entropy.question_word(rng)
-        ask_q = Ask(user(TEMPLATES["question"].format(chunk=item.chunk.text, wh=wh, different=different)),
-                    SAMPLING["question"])
-        (gen_q,) = yield [ask_q]
-        question = parse_question(gen_q.text)
-        if not question:
-            continue
-        ask_a = Ask(user(TEMPLATES["answer"].format(chunk=item.chunk.text, question=question)), SAMPLING["answer"])
-        (gen_a,) = yield [ask_a]
-        answer = first_answer(gen_a.text)
-        if not answer:
-            continue
-        text = TEMPLATES["dream"].format(question=question, answer=answer)
-        out.append(candidate(item, ask_a, gen_a, text, answer=answer, entropy={"earlier": list(asked), "opening": wh}))
-        asked.append(question)
-    return out
+    found = yield from questions(item.chunk.text, item.rng, SPANS, TEMPLATES["question"], SAMPLING["question"])
+    return [candidate(item, ask, gen, TEMPLATES["dream"].format(question=question, answer=span.text),
+                      answer=span.text,
+                      entropy={"answer": span.text, "kind": span.kind, "sentence": span.sentence, "opening": wh})
+            for span, wh, question, ask, gen in found]
