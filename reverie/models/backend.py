@@ -142,29 +142,23 @@ class TransformersBackend:
         return self._generate_engine(texts, list(params), seed, progress)
 
     def _generate_engine(self, texts, params, seed, progress):
-        import torch
+        from reverie.models.engine import row_seed
 
-        from reverie.models.engine import Request, row_seed
-
-        tok = self.tokenizer
-        # add_special_tokens=False: the chat template already wrote BOS/role tokens.
-        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        # similar lengths enter the batch together; prompt i samples from row_seed(seed, i)
+        queue = [(texts[i], params[i], row_seed(seed, i), i) for i in sorted(range(len(texts)), key=lambda i: len(texts[i]))]
         results: dict[int, Generation] = {}
-        queue = [Request(ids[i], params[i], row_seed(seed, i), self._stop_test(params[i].stop), i)
-                 for i in sorted(range(len(ids)), key=lambda i: len(ids[i]))]  # similar lengths together
 
         def pull(n: int) -> list:
             taken = queue[:n]
             del queue[:n]
             return taken
 
-        def done(r, out) -> None:
-            results[r.tag] = self._generation(r, out)
+        def done(i, gen) -> None:
+            results[i] = gen
             if progress:
                 progress(1)
 
-        with torch.inference_mode():
-            self.engine.serve(pull, done, self.batch_size)
+        self.stream(pull, done)
         return [results[i] for i in range(len(texts))]
 
     # -- continuous batching (reverie.dream.run streams dream steps through it) -----------------

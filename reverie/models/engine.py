@@ -2,8 +2,7 @@
 cache, prompt-prefix reuse, exact top-p over a shortlist, one random stream per request.
 
     engine = Engine(model, eos_ids={2})           # model: a (PEFT-wrapped) LlamaForCausalLM
-    outs = engine.generate([[1, 2, 3], ...], [params, ...], seed=0, max_rows=64)
-    engine.serve(pull, done, max_rows=128)        # requests keep arriving (reverie.dream.run)
+    engine.serve(pull, done, max_rows=128)        # pull(n) -> [Request]; done(request, Output)
 
 Why not `model.generate`: measured on the 2-core CPU with SmolLM2-135M at batch 64, a decode step
 of transformers' generate spent 58% of its time in `torch.cat` growing the dynamic KV cache, and
@@ -151,25 +150,10 @@ class Sampling:
                      ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")),
                    max_new_tokens=[n for p in parts for n in p.max_new_tokens])
 
-    def rows(self) -> list[_Row]:
-        """One settings object per row (what `Engine.generate` and `Request` take)."""
-        return [_Row(float(self.temperature[i]), float(self.top_p[i]), int(self.top_k[i]), float(self.min_p[i]),
-                     float(self.repetition_penalty[i]), self.max_new_tokens[i]) for i in range(len(self.max_new_tokens))]
-
     def take(self, keep: torch.Tensor) -> Sampling:
         """The rows `keep` (indices into the current rows)."""
         return Sampling(self.temperature[keep], self.top_p[keep], self.top_k[keep], self.min_p[keep],
                         self.repetition_penalty[keep], [self.max_new_tokens[int(k)] for k in keep])
-
-
-@dataclass
-class _Row:
-    temperature: float
-    top_p: float
-    top_k: int
-    min_p: float
-    repetition_penalty: float
-    max_new_tokens: int
 
 
 class Engine:
@@ -311,30 +295,6 @@ class Engine:
         self._remember([leaders[i] for i in order], caches, max(len(p) for p in leaders))
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[Sequence[int]], s: Sampling | Sequence, seed: int = 0,
-                 stop_check: Callable[[int, list[int]], bool] | None = None,
-                 max_rows: int | None = None) -> list[Output]:
-        """Generate for each prompt (row i with its own settings: a `Sampling` or one params
-        object per row). Row i draws from its own stream, `row_seed(seed, i)`, so its text does
-        not depend on the batch it shares. `stop_check(i, ids)` may end row i early (stop
-        strings). At most `max_rows` rows run at once (default: all); shorter prompts first."""
-        params = s.rows() if isinstance(s, Sampling) else list(s)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        queue = [Request(prompts[i], params[i], row_seed(seed, i),
-                         (lambda ids, i=i: stop_check(i, ids)) if stop_check else None, i) for i in order]
-        out: list[Output | None] = [None] * len(prompts)
-
-        def pull(n: int) -> list[Request]:
-            taken = queue[:n]
-            del queue[:n]
-            return taken
-
-        def done(r: Request, o: Output) -> None:
-            out[r.tag] = o
-
-        self.serve(pull, done, max_rows or max(1, len(prompts)))
-        return out  # type: ignore[return-value]
-
     def serve(self, pull: Callable[[int], list[Request]], done: Callable[[Request, Output], None],
               max_rows: int) -> None:
         """Continuous batching: generate until `pull` has nothing more to give.
@@ -420,24 +380,23 @@ class Engine:
         if keep:
             valid[dest[:n1], T - U : T] = batch.valid[k, slot - U : slot]
         valid[dest[n1:], T - Tg : T] = tvalid[:, :Tg]
-        old = batch
         seen = None
         if seen_new is not None:
             # rows without a repetition penalty tracked nothing: all-False rows change nothing for them
-            before = old.seen[k] if keep and old.seen is not None else torch.zeros(n1, V, dtype=torch.bool)
+            before = batch.seen[k] if keep and batch.seen is not None else torch.zeros(n1, V, dtype=torch.bool)
             seen = torch.cat([before, seen_new])[perm]
         p = perm.tolist()
-        reqs_all = [old.reqs[b] for b in keep] + reqs if keep else reqs
-        outs_all = ([old.outs[b] for b in keep] if keep else []) + [[] for _ in reqs]
+        reqs_all = [batch.reqs[b] for b in keep] + reqs if keep else reqs
+        outs_all = ([batch.outs[b] for b in keep] if keep else []) + [[] for _ in reqs]
         s_new = Sampling.of([r.params for r in reqs])
         return _Batch(
             caches=caches, valid=valid, slot=T, start=start[perm],
-            positions=torch.cat([old.positions[k] if keep else torch.zeros(0, dtype=torch.long), lengths])[perm],
-            s=(Sampling.cat([old.s.take(k), s_new]) if keep else s_new).take(perm),
-            seeds=np.concatenate([old.seeds[keep] if keep else np.zeros(0, np.uint64),
+            positions=torch.cat([batch.positions[k] if keep else torch.zeros(0, dtype=torch.long), lengths])[perm],
+            s=(Sampling.cat([batch.s.take(k), s_new]) if keep else s_new).take(perm),
+            seeds=np.concatenate([batch.seeds[keep] if keep else np.zeros(0, np.uint64),
                                   np.array([r.seed for r in reqs], dtype=np.uint64)])[p],
             reqs=[reqs_all[i] for i in p], outs=[outs_all[i] for i in p], alive=[True] * (n1 + n2),
-            logits=torch.cat([old.logits[k], tlogits])[perm] if keep else tlogits[perm], seen=seen)
+            logits=torch.cat([batch.logits[k], tlogits])[perm] if keep else tlogits[perm], seen=seen)
 
     def _step(self, batch: _Batch, done: Callable[[Request, Output], None]) -> _Batch | None:
         """Sample one token per row, hand finished rows to `done`, then compute the next logits
