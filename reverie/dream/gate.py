@@ -74,6 +74,16 @@ def answer_in_source(answer: str, source: str) -> bool:
     return bool(words) and all(w in src for w in words) and numbers(answer) <= numbers(source)
 
 
+def word_grounding(text: str, source: str, extra: str = "") -> tuple[float, list[str]]:
+    """(share of the text's content words found in the source or `extra`, numbers of the text
+    found in neither): the grounding test's two measures, shared by the gate and the generators
+    that pre-check their own pieces (reverie.dream.spans.grounded)."""
+    words = content_stems(text)
+    allowed = set(content_stems(source)) | set(content_stems(extra))
+    share = sum(w in allowed for w in words) / len(words) if words else 1.0
+    return share, sorted(numbers(text) - numbers(source) - numbers(extra))
+
+
 def entropy_words(entropy: dict) -> str:
     """The outside randomness a dream was given, as text (its words count as grounded)."""
     return json.dumps(entropy)
@@ -98,12 +108,8 @@ class Gate:
 
     def grounding(self, c: Candidate, source: str) -> tuple[float, str | None]:
         """(share of grounded content words, first failing reason or None)."""
-        text = c.checked_text or c.text
-        allowed = set(content_stems(source)) | set(content_stems(entropy_words(c.entropy)))
-        words = content_stems(text)
-        share = sum(w in allowed for w in words) / len(words) if words else 1.0
+        share, missing = word_grounding(c.checked_text or c.text, source, entropy_words(c.entropy))
         bar = self.config.min_grounded - self.slack.get(c.generator, 0.0)
-        missing = sorted(numbers(text) - numbers(source) - numbers(entropy_words(c.entropy)))
         if missing:
             return share, f"ungrounded number: {missing[0]} is not in the sources"
         if share < bar:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from reverie.dream.gate import answer_in_source, content_stems, numbers, stem
+from reverie.dream.gate import answer_in_source, content_stems, numbers, stem, word_grounding
 from reverie.meter.drift import zipf
 
 # -- sentences -----------------------------------------------------------------------------------
@@ -333,10 +333,8 @@ def grounded(text: str, source: str, bar: float, extra: str = "") -> bool:
     can choose, among a few samples, one that will pass: at least `bar` of the content words
     occur in the source (or in `extra`, the outside randomness the piece was given) and every
     number does."""
-    words = content_stems(text)
-    allowed = set(content_stems(source)) | set(content_stems(extra))
-    share = sum(w in allowed for w in words) / len(words) if words else 1.0
-    return share >= bar and numbers(text) <= numbers(source) | numbers(extra)
+    share, missing = word_grounding(text, source, extra)
+    return share >= bar and not missing
 
 
 def first_sentence(text: str, max_words: int = 30) -> str | None:

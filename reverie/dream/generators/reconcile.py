@@ -15,7 +15,7 @@ from __future__ import annotations
 from reverie.dream.base import Ask, Work, WorkItem, candidate, first_answer, user
 from reverie.dream.generators import qa
 from reverie.dream.generators.spar import is_right
-from reverie.dream.spans import clause, pick_spans, question_words
+from reverie.dream.spans import clause
 from reverie.models.backend import SamplingParams
 
 NAME = "reconcile"
@@ -35,17 +35,10 @@ GROUNDING_SLACK = 0.0
 
 
 def work(item: WorkItem) -> Work:
-    rng = item.rng
-    spans = pick_spans(item.chunk.text, rng, 1)
-    if not spans:
+    found = yield from qa.questions(item.chunk.text, item.rng, 1, TEMPLATES["question"], SAMPLING["question"], TRIES)
+    if not found:
         return []
-    span = spans[0]
-    wh = rng.choice(question_words(span))
-    gens = yield [Ask(qa.question_prompt(span, wh, TEMPLATES["question"]), SAMPLING["question"])] * TRIES
-    question = next((q for q in (qa.valid_question(g.text, span, item.chunk.text) for g in gens) if q), None)
-    if not question:
-        return []
-    question = qa.fix_opening(question)
+    span, wh, question, _, _ = found[0]
     ask_c = Ask(user(TEMPLATES["closed"].format(question=question)), SAMPLING["closed"])
     (gen_c,) = yield [ask_c]
     guess = first_answer(gen_c.text) or "I did not know."
