@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 
 import numpy as np
 import pytest
 
 from reverie.config import DreamConfig, load_settings
-from reverie.dream.base import Candidate, Chunk, derive_seed, parse_qa
+from reverie.dream.base import Candidate, Chunk, WorkItem, derive_seed, parse_qa
 from reverie.dream.gate import Gate, answer_in_source
 from reverie.dream.generators import GENERATORS
+from reverie.dream.generators.qa import turn_spans
 from reverie.dream.run import drive, plan, run_dream
 from reverie.dream.select import near_duplicates, select_within_budget
+from reverie.dream.spans import pick_spans
 from reverie.models.backend import Generation, SamplingParams
 from reverie.store.documents import ChunkSpan
 
@@ -78,14 +81,15 @@ def test_generator_structure_provenance_seeds(name):
     items = _items(name)
     assert items and all(i.generator == name for i in items)
     results, generated = drive(items, ScriptedBackend(), (5, "dream", 0))
-    assert generated > 0
+    asks_model = bool(GENERATORS[name].SAMPLING)  # cloze writes its texts without the model
+    assert (generated > 0) == asks_model
     cands = [c for cs in results for c in cs]
     assert cands, f"{name} produced nothing"
     for item, cs in zip(items, results, strict=True):
         for c in cs:
             assert c.generator == name and c.text.strip()
             assert c.sources[0] == item.chunk.id and set(c.sources) <= {1, 2}
-            assert c.prompt and isinstance(c.params, SamplingParams) and isinstance(c.seed, int)
+            assert bool(c.prompt) == asks_model and isinstance(c.params, SamplingParams) and isinstance(c.seed, int)
             assert c.n_tokens >= 1
     # Same run seed, same plan and texts; another seed, other outside randomness.
     again = [c for cs in drive(_items(name), ScriptedBackend(), (5, "dream", 0))[0] for c in cs]
@@ -103,6 +107,19 @@ def test_generator_specifics():
     assert all(answer_in_source(c.answer, texts[c.sources[0]]) and c.entropy["answer"] == c.answer for c in qa)
     assert all(c.entropy["sentence"] in texts[c.sources[0]] for c in qa)
     assert all(c.answer.lower() not in c.text.split("\nA: ")[0].lower() for c in qa)  # not given away
+    cloze = drive(_items("cloze"), ScriptedBackend(), (1, "d", 0))[0]
+    flat = [c for cs in cloze for c in cs]
+    assert flat and all(c.text == f"Q: {c.text[3:].split(chr(10))[0]}\nA: {c.answer}" for c in flat)
+    assert all(answer_in_source(c.answer, texts[c.sources[0]]) for c in flat)
+    assert all(c.answer.lower() not in c.text.split("\nA: ")[0].lower() for c in flat)
+    # a chunk's items share out its spans: each is asked once before any is asked twice
+    chunk = next(c for c in CHUNKS if c.id == 1)
+    every = pick_spans(chunk.text, random.Random(9), 10**6)
+    turns = [s for t in range(4) for s in turn_spans(WorkItem(t, "qa", chunk, [], t, turn=t, chunk_seed=9), 2)]
+    assert len(every) >= 3 and set(turns[: len(every)]) == set(every) and len(set(turns)) == len(every)
+    once = [s for t in range(4) for s in turn_spans(WorkItem(t, "cloze", chunk, [], t, turn=t, chunk_seed=9), 2,
+                                                    wrap=False)]
+    assert once == every  # without wrapping, each span once, then nothing
     per_item = drive(_items("facts"), ScriptedBackend(), (1, "d", 0))[0]
     assert all(len({c.text for c in cs}) == len(cs) for cs in per_item)  # a line listed twice is one dream
     assert all(c.entropy["sentence"] in texts[c.sources[0]] for cs in per_item for c in cs)

@@ -18,6 +18,7 @@ from reverie.dream.spans import (
     first_sentence,
     grounded,
     in_running_text,
+    in_situ_question,
     pick_sentences,
     pick_spans,
     question_words,
@@ -145,4 +146,19 @@ def test_valid_question():
     assert qa.valid_question("Who?", webb, MUSEUM) is None  # too short
     assert qa.valid_question("Who designed the ___ of stone?", webb, MUSEUM) is None  # blank left in
     assert qa.valid_question("Who wants to know the answer?", webb, MUSEUM) is None  # not about the text
+    assert qa.valid_question("who designed the main façade?", webb, MUSEUM, "Who") == "who designed the main façade?"
+    assert qa.valid_question("When was the main façade designed?", webb, MUSEUM, "Who") is None  # another opening
     assert qa.valid_question("Who designed the Eiffel Tower façade?", webb, MUSEUM) is None  # the example's
+
+
+def test_in_situ_question_asks_the_span_where_it_stands():
+    first = sentences(MUSEUM)[0]
+    spans = {s.text: s for s in answer_spans(first)}
+    feet = in_situ_question(spans["720 feet"])
+    assert "how many feet" in feet and "720" not in feet and feet.endswith("?") and feet[0].isupper()
+    webb = in_situ_question(spans["Aston Webb"])
+    assert "designed by whom" in webb and "Aston Webb" not in webb
+    year = in_situ_question(spans["1891"])
+    assert "what year" in year and "1891" not in year
+    titled = next(s for s in answer_spans(sentences(MUSEUM)[4]) if s.kind == "title")
+    assert in_situ_question(titled) is None  # a quoted title leaves its quotes behind: no question

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from reverie.config import load_settings
 from reverie.errors import ReverieError
 
 QA = [("What is the capital of France?", "Paris"), ("When did Apollo 11 land?", "1969"),
@@ -317,3 +318,67 @@ def test_regularised_positions(tiny):
     assert int(reg[1].sum()) == len(text.ids) - 1  # every position of general text
     assert not reg[2].any()  # a new example is learned, not held back
     assert int(learn[0].sum()) == len(chat.ids) - n_prompt
+
+
+def test_kl_uses_the_base_model_on_the_regularised_rows_only(tiny):
+    """micro_loss runs the base model only on rows holding a regularised position; its KL term is
+    the one computed from a base pass over the whole batch."""
+    from reverie.sleep.adapters import new_lora
+    from reverie.sleep.data import Example, encode
+    from reverie.sleep.regularisers import kl_to_base
+    from reverie.sleep.train import _log_probs, _positions, collate, micro_loss
+
+    tok = tiny.tokenizer
+    cfg = load_settings(overrides={"sleep": {"rank": 4, "kl_weight": 1.0, "entropy_weight": 0.0}}).sleep
+    model = new_lora(tiny.model, cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)  # an adapter that moved
+    rows = [encode(tok, Example("Rome.", "What is the capital of Italy?", "new"), 100),
+            encode(tok, Example("The fox jumps over the dog.", None, "general"), 100),
+            encode(tok, Example("Madrid.", "What is the capital of Spain?", "new"), 100)]
+    batch = collate(rows, tok.pad_token_id)
+    _, parts = micro_loss(model, batch, cfg)
+    learn, reg = _positions(batch, True)
+    with torch.no_grad():
+        adapted = _log_probs(model, batch, reg)
+        with model.disable_adapter():
+            base = _log_probs(model, batch, reg)
+    assert parts["kl"] > 0
+    assert abs(parts["kl"] - float(kl_to_base(adapted, base))) < 1e-5
+
+
+def test_self_replay_paragraphs_are_written_by_the_base_and_replayed(sleepy, monkeypatch):
+    """Without a general text, sleep.self_replay has the base model write general paragraphs,
+    stored with the night's plan (a resumed night trains on the same) and trained on as general
+    text; the same seed writes the same paragraphs."""
+    from reverie.sleep import self_replay
+
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
+    monkeypatch.setenv("REVERIE_SLEEP__SELF_REPLAY", "2")
+    monkeypatch.setattr(self_replay, "MAX_NEW_TOKENS", 12)
+    monkeypatch.setattr(self_replay, "MIN_WORDS", 0)  # the tiny model's replies are not real words
+    rv = _rv()
+    _add_dreams(rv)
+
+    def kill_while_writing(phase, info):
+        if phase == "replay":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rv.sleep(quiz_file=sleepy, progress=kill_while_writing)
+    assert rv.store.night(1)["status"] == "interrupted"  # the night had started: it resumes
+    phases = set()
+    result = _rv().sleep(quiz_file=sleepy, progress=lambda p, i: phases.add(p))
+    assert result.resumed and result.night_id == 1
+    texts = json.loads(rv.store.night(1)["config"])["self_replay"]["texts"]
+    assert len(texts) == 2 * 6 and "replay" in phases
+    assert result.tokens["examples"] == 6 + len(texts)
+    assert result.timings["replay"] > 0
+    from reverie.sleep.adapters import activate
+
+    with activate(rv.loaded.model, None):
+        again = self_replay.write_general(rv.backend, 12, json.loads(rv.store.night(1)["config"])["seed"])
+    assert again == texts

@@ -62,6 +62,8 @@ def sleep_cmd(
         def progress(phase: str, info: dict) -> None:
             if phase == "dream":
                 key, done, total, text = f"dream {info['phase']}", info["done"], info["total"], ""
+            elif phase == "replay":
+                key, done, total, text = "replay text", info["done"], info["total"], ""
             elif phase == "train":
                 key, done, total = "train steps", info["step"], info["steps"]
                 text = f"loss {info['loss']:.3f}, {info['tokens_per_second']:.0f} tokens/s"
@@ -89,7 +91,8 @@ def sleep_cmd(
     t, k = result.timings, result.tokens
     console.print(
         f"cost: dream {t['dream']:.0f} s ({k['dreamed']:.0f} tokens kept of {k['generated']:.0f} generated), "
-        f"train {t['train']:.0f} s ({k['examples']:.0f} examples, {k['trained']:.0f} tokens at "
+        + (f"replay text {t['replay']:.0f} s, " if t.get("replay") else "")
+        + f"train {t['train']:.0f} s ({k['examples']:.0f} examples, {k['trained']:.0f} tokens at "
         f"{k['tokens_per_second']:.0f} tokens/s), quiz {t['quiz']:.0f} s; total {t['total']:.0f} s",
         highlight=False,
     )

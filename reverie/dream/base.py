@@ -33,6 +33,8 @@ class WorkItem:
     chunk: Chunk
     partners: list[Chunk]  # distant chunks to recombine with (the `dream` generator)
     seed: int
+    turn: int = 0  # how many items of this generator came before it on this chunk
+    chunk_seed: int = 0  # shared by the run's items on this chunk: they can split its facts between them
 
     @property
     def rng(self) -> random.Random:

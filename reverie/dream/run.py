@@ -117,6 +117,7 @@ def plan(chunks: list[Chunk], generators: list[str], budget: int, overgenerate: 
             k += 1
     items: list[WorkItem] = []
     for name in generators:
+        turns: dict[int, int] = defaultdict(int)
         for chunk in wanted[name]:
             index = len(items)
             item_seed = derive_seed(seed, "item", index)
@@ -124,7 +125,9 @@ def plan(chunks: list[Chunk], generators: list[str], budget: int, overgenerate: 
             if name == "dream":
                 r = random.Random(derive_seed(item_seed, "partners"))
                 partners = distant_partners(chunk, chunks, r, k=r.choice(GENERATORS["dream"].PARTNERS))
-            items.append(WorkItem(index, name, chunk, partners, item_seed))
+            items.append(WorkItem(index, name, chunk, partners, item_seed, turns[chunk.id],
+                                  derive_seed(seed, "chunk", chunk.id)))
+            turns[chunk.id] += 1
     return items
 
 
@@ -404,7 +407,9 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
 
     mcfg = rv.settings.meter
     embedder = make_embedder(mcfg.embedder, mcfg.max_tokens, mcfg.embed_precision, warn=rv.log)
-    passed = store.run_dreams(run_id, status="kept")
+    # In a canonical order, not the store's: streamed batches commit in whichever order they
+    # finish, and which of two near-duplicates stays must not depend on that (or on a resume).
+    passed = sorted(store.run_dreams(run_id, status="kept"), key=lambda r: (r["seed"], r["generator"], r["text"]))
     drops: dict[int, str] = {}
     for i, j in near_duplicates([r["text"] for r in passed], cfg.dedup_threshold).items():
         drops[passed[i]["id"]] = f"near-duplicate of dream {passed[j]['id']}"

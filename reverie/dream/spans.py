@@ -287,6 +287,46 @@ def clause(span: Span, min_words: int = 8) -> str:
     return s[pieces[i][0]:pieces[j][1]].strip(" ,;:(\u2014-")
 
 
+def wh_phrase(span: Span) -> str:
+    """The question word that stands in for the span where it is: "what year" for 1885, "how
+    many feet" for 720 feet, "whom" after "by", "where" after "in" (a place)."""
+    words = span.text.split()
+    if span.kind == "year":
+        return "what decade" if span.text.endswith("s") else "what year"
+    if span.kind in ("date", "century"):
+        return f"what {span.kind}"
+    if span.kind == "quantity":
+        return f"how many {words[-1]}"
+    if span.kind == "number":
+        if "%" in span.text or words[-1].lower() in ("percent", "cent"):
+            return "what percentage"
+        return "how much" if re.search("[$\u00a3\u20ac]", span.text) else "how many"
+    if span.kind == "name":
+        first = question_words(span)[0]
+        if first == "Who":
+            return "whom" if span.before == "by" else "who"
+        if first == "Where":
+            return "where"
+    return "what"
+
+
+def in_situ_question(span: Span) -> str | None:
+    """The span's clause as a question with the span replaced by its question word, where it
+    stands ("The main façade stretches how many feet along Cromwell Gardens?"). Clumsy English,
+    but the pairing of question and answer is right by construction, which a small model's own
+    questions often are not; None when the span is quoted or the question would be too short."""
+    text = clause(span)
+    wh = wh_phrase(span)
+    if wh == "where" and span.before in _WHERE_BEFORE:
+        question = re.sub(rf"\b{span.before}\s+{re.escape(span.text)}", "where", text, count=1)
+    else:
+        question = text.replace(span.text, wh, 1)
+    question = question.strip(" .,;:")
+    if question == text.strip(" .,;:") or len(question.split()) < 5 or re.search("[\"\u201c\u201d]", question):
+        return None
+    return question[0].upper() + question[1:] + "?"
+
+
 def blank(text: str, span: Span) -> str:
     """The text with the span replaced by ___ (the cloze a question is made from)."""
     return text.replace(span.text, "___", 1)

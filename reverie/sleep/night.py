@@ -5,14 +5,15 @@
     result.status, result.figures["candidate"]["accuracy"], result.timings
 
 1. Dream: when documents were read since the last finished night, `rv.dream` over them with the
-   generators in `sleep.generators` (by default qa, facts and restate: a small model learns facts
-   from questions and restatements much better than from the raw passage).
+   generators in `sleep.generators` (by default qa and cloze: a closed-book quiz asks questions,
+   and question-answer pairs taught the default model far more than restatements did).
 2. Plan (stored with the night, so a killed night resumes with the same data): the pending dreams
    (kept by dreaming, not yet learned by a kept night) are the night's new examples. Without a quiz
    file, a share (`quiz.holdout`) of their qa dreams is held out as quiz questions, never trained
    on, and qa dreams asking the same question are dropped from training. Replay: earlier nights'
    learned dreams (`replay_ratio` per new example) and slices of `sleep.general_text`
-   (`general_ratio`). With `include_sources`, the source chunks themselves join the new examples.
+   (`general_ratio`), or without one, paragraphs the base model writes (`sleep.self_replay`,
+   reverie.sleep.self_replay). With `include_sources`, the source chunks themselves join the new examples.
 3. Train (reverie.sleep.train), checkpointing into `<home>/nights/<id>/`; the candidate is saved in
    PEFT format as `<home>/adapters/night-<id>` and registered as a candidate.
 4. Quiz the base model, the adapter the user has now (if any) and the candidate
@@ -46,9 +47,9 @@ from reverie.config import QuizConfig, SleepConfig
 from reverie.errors import ReverieError
 from reverie.quiz.questions import Question, dream_question, holdout, load_questions, same_question
 from reverie.sleep import records
-from reverie.sleep.data import encode, from_dream, general_examples
+from reverie.sleep.data import Example, encode, from_dream, general_examples
 
-Progress = Callable[[str, dict], None]  # (phase, info): phases dream, train, quiz
+Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, train, quiz
 
 
 @dataclass
@@ -132,6 +133,9 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
     config = {
         "seed": seed,
         "source_chunks": chunk_ids,
+        # written once the night has started (see _sleep), so a kill while writing resumes the night
+        "self_replay": {"n": round(cfg.self_replay * len(train_ids)) if cfg.general_text is None else 0,
+                        "texts": None, "seconds": 0.0},
         "settings": {"sleep": cfg.model_dump(mode="json"), "quiz": rv.settings.quiz.model_dump(mode="json")},
         "quiz_file": str(Path(file).expanduser().resolve()) if file else None,
         "dream": dreamed | {"seconds": dream_seconds},
@@ -139,6 +143,25 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
     night_id = store.start_night(seed, config)
     records.add_night_dreams(store, night_id, {"train": train_ids, "replay": replay_ids, "quiz": sorted(quiz_ids)})
     return night_id, config
+
+
+def _self_replay(rv, n: int, seed: int, progress) -> list[str]:
+    """`n` general paragraphs by the base model (the adapter in use switched off)."""
+    from reverie.models import TransformersBackend
+    from reverie.sleep.adapters import activate
+    from reverie.sleep.self_replay import write_general
+
+    written = [0]
+
+    def say(k: int) -> None:  # the backend reports each finished text
+        written[0] += k
+        progress("replay", {"done": written[0], "total": n})
+
+    rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
+    # the dream phase's batch size: a few hundred paragraphs written 8 at a time would take minutes
+    backend = TransformersBackend(rv.loaded, batch_size=rv.settings.dream.batch_size)
+    with activate(rv.loaded.model, None):
+        return write_general(backend, n, seed, say if progress else None)
 
 
 def _asks_held_out(row, held: list[Question]) -> bool:
@@ -157,7 +180,13 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     cfg = SleepConfig.model_validate(config["settings"]["sleep"])
     quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
     seed = config["seed"]
-    timings = {"dream": config["dream"]["seconds"]}
+    replay = config.setdefault("self_replay", {"n": 0, "texts": [], "seconds": 0.0})
+    if replay["texts"] is None:  # written by the base model once, stored with the plan
+        t0 = time.perf_counter()
+        replay["texts"] = _self_replay(rv, replay["n"], seed, progress) if replay["n"] else []
+        replay["seconds"] = time.perf_counter() - t0
+        store.set_night_config(night_id, config)
+    timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"]}
     loaded = rv.load_base()
     parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
     name = f"night-{night_id}"
@@ -216,6 +245,7 @@ def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> 
     if cfg.general_text is not None and cfg.general_ratio > 0:
         text = Path(cfg.general_text).expanduser().read_text(encoding="utf-8", errors="replace")
         examples += general_examples(tokenizer, text, round(cfg.general_ratio * n_new), 128, seed)
+    examples += [Example(t, None, "general") for t in config["self_replay"]["texts"]]
     return examples
 
 

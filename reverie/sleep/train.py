@@ -141,8 +141,12 @@ def micro_loss(model, batch, cfg) -> tuple[torch.Tensor, dict[str, float]]:
     loss = torch.nn.functional.nll_loss(logp[flat_learn], targets) if targets.numel() else logp.sum() * 0
     parts = {"ce": float(loss.detach())}
     if regularise:
+        # The base model's pass runs only on the rows that hold a regularised position: in a
+        # batch that mixes new examples with replay, the others would be computed for nothing.
+        rows = reg.any(1)
+        sub = {k: v[rows] for k, v in batch.items()}
         with torch.no_grad(), model.disable_adapter():
-            base = _log_probs(model, batch, reg)
+            base = _log_probs(model, sub, reg[rows])
         adapted = logp[flat_reg]
         if cfg.kl_weight > 0:
             kl = kl_to_base(adapted, base)

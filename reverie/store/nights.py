@@ -17,6 +17,10 @@ class NightsMixin:
                 (seed, json.dumps(config), now()),
             ).lastrowid
 
+    def set_night_config(self, night_id: int, config: dict) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE nights SET config = ? WHERE id = ?", (json.dumps(config), night_id))
+
     def finish_night(self, night_id: int, status: str, timings: dict, metrics: dict) -> None:
         if status not in NIGHT_STATUSES:
             raise ValueError(f"unknown night status {status!r}")

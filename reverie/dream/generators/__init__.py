@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from reverie.dream.generators import bookclub, dream, entities, facts, qa, reconcile, restate, spar
+from reverie.dream.generators import bookclub, cloze, dream, entities, facts, qa, reconcile, restate, spar
 
 GENERATORS: dict[str, ModuleType] = {
-    m.NAME: m for m in (restate, qa, facts, bookclub, entities, reconcile, dream, spar)
+    m.NAME: m for m in (restate, qa, cloze, facts, bookclub, entities, reconcile, dream, spar)
 }
 
 __all__ = ["GENERATORS"]
