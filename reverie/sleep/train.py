@@ -11,10 +11,11 @@ linear decay. The loss of a micro-batch is the mean cross-entropy over its answe
 floor penalty on the regularised positions: in replayed examples the position that predicts
 the first answer token (where the base model's spread of answers opens), and every position of
 general text (reverie.sleep.regularisers). New examples are not regularised, so a first night
-without general text trains on cross-entropy alone; the base forward pass the regularisers need
-(no grad) runs only for batches that hold a regularised position. Logits
-are computed only at the positions that are scored: with a 49k-token vocabulary the output layer
-is a large share of the cost, and most tokens of a short example are prompt.
+with neither general text nor self-written replay trains on cross-entropy alone; the base
+forward pass the regularisers need (no grad) runs only on the rows of a batch that hold a
+regularised position. Logits are computed only at the positions that are scored: with a
+49k-token vocabulary the output layer is a large share of the cost, and most tokens of a short
+example are prompt.
 
 bfloat16 autocast is used when `sleep.autocast` says so ('auto': only on CPUs with native bf16,
 AVX512-BF16 or AMX; emulated bf16 is slower than float32). A checkpoint is written every
