@@ -145,10 +145,9 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
     return night_id, config
 
 
-def _self_replay(rv, n: int, seed: int, progress) -> list[str]:
-    """`n` general paragraphs by the base model (the adapter in use switched off)."""
+def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
+    """`n` general paragraphs by `loaded`, the base model before the night's adapter is added."""
     from reverie.models import TransformersBackend
-    from reverie.sleep.adapters import activate
     from reverie.sleep.self_replay import write_general
 
     written = [0]
@@ -159,9 +158,8 @@ def _self_replay(rv, n: int, seed: int, progress) -> list[str]:
 
     rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
     # the dream phase's batch size: a few hundred paragraphs written 8 at a time would take minutes
-    backend = TransformersBackend(rv.loaded, batch_size=rv.settings.dream.batch_size)
-    with activate(rv.loaded.model, None):
-        return write_general(backend, n, seed, say if progress else None)
+    backend = TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
+    return write_general(backend, n, seed, say if progress else None)
 
 
 def _asks_held_out(row, held: list[Question]) -> bool:
@@ -180,14 +178,14 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     cfg = SleepConfig.model_validate(config["settings"]["sleep"])
     quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
     seed = config["seed"]
+    loaded = rv.load_base()
     replay = config.setdefault("self_replay", {"n": 0, "texts": [], "seconds": 0.0})
     if replay["texts"] is None:  # written by the base model once, stored with the plan
         t0 = time.perf_counter()
-        replay["texts"] = _self_replay(rv, replay["n"], seed, progress) if replay["n"] else []
+        replay["texts"] = _self_replay(rv, loaded, replay["n"], seed, progress) if replay["n"] else []
         replay["seconds"] = time.perf_counter() - t0
         store.set_night_config(night_id, config)
     timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"]}
-    loaded = rv.load_base()
     parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
     name = f"night-{night_id}"
     path = settings.adapters_dir / name
