@@ -19,7 +19,6 @@ import os
 import shutil
 import sqlite3
 import sys
-import time
 from pathlib import Path
 
 
@@ -42,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
+    from sleep_seal import protocol_overrides, throttled_progress  # bench/ is on the path: run as a script
+
     from reverie.app import Reverie
     from reverie.config import load_settings
 
@@ -54,9 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
         for g in args.drop_generator:
             db.execute("UPDATE dreams SET status = 'dropped', drop_reason = 'left out by sleep_rerun' "
                        "WHERE generator = ? AND status = 'kept'", (g,))
-    overrides: dict = {"dream": {"baseline": False},
-                       "quiz": {"general_text": str(args.wikitext) if args.wikitext else None,
-                                "probe_prompts": ["Tell me a joke."], "max_questions": 100000}}
+    overrides = protocol_overrides(args.wikitext)
     for text in args.set:
         path, value = _setting(text)
         node = overrides
@@ -65,14 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
         node[path[-1]] = value
     settings = load_settings(home=args.to, overrides=overrides)
     rv = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr))
-    last = {"t": 0.0}
-
-    def progress(phase, info):
-        if time.perf_counter() - last["t"] > 60:
-            last["t"] = time.perf_counter()
-            print(phase, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()}, file=sys.stderr)
-
-    night = rv.sleep(quiz_file=args.to / "quiz.jsonl", progress=progress)
+    night = rv.sleep(quiz_file=args.to / "quiz.jsonl", progress=throttled_progress(60))
     out = {"from": str(args.source), "settings": args.set, "dropped_generators": args.drop_generator,
            "status": night.status, "timings": night.timings, "tokens": night.tokens,
            "base": night.figures["base"], "sleep": night.figures["candidate"]}

@@ -57,11 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         for m in args.models.iterdir():
             if not (home / "models" / m.name).exists():
                 os.symlink(m.resolve(), home / "models" / m.name)
-    overrides = {
-        "dream": {"baseline": False},
-        "quiz": {"general_text": str(args.wikitext) if args.wikitext else None,
-                 "probe_prompts": ["Tell me a joke."], "max_questions": 100000},
-    }
+    overrides = protocol_overrides(args.wikitext)
     if args.threads:
         overrides["model"] = {"threads": args.threads}
     settings = load_settings(home=home, overrides=overrides)
@@ -69,14 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     rv.read([docs])
     read_s = time.perf_counter() - t0
-    last = {"t": 0.0}
-
-    def progress(phase, info):
-        if time.perf_counter() - last["t"] > 30:
-            last["t"] = time.perf_counter()
-            print(phase, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()}, file=sys.stderr)
-
-    night = rv.sleep(budget=args.budget * len(passages), quiz_file=quiz, progress=progress)
+    night = rv.sleep(budget=args.budget * len(passages), quiz_file=quiz, progress=throttled_progress(30))
     out = {
         "passages": len(passages),
         "questions": night.figures["base"]["n_questions"],
@@ -99,6 +88,26 @@ def main(argv: list[str] | None = None) -> dict:
     if args.markdown:
         print(markdown(out))
     return out
+
+
+def protocol_overrides(wikitext: Path | None) -> dict:
+    """The settings every SEAL night runs with: all questions quizzed, perplexity on `wikitext`,
+    the joke probe, no naive dream baseline (it costs time and the night does not use it)."""
+    return {"dream": {"baseline": False},
+            "quiz": {"general_text": str(wikitext) if wikitext else None,
+                     "probe_prompts": ["Tell me a joke."], "max_questions": 100000}}
+
+
+def throttled_progress(every: float):
+    """A night's progress callback that prints at most one line every `every` seconds."""
+    last = {"t": 0.0}
+
+    def progress(phase, info):
+        if time.perf_counter() - last["t"] > every:
+            last["t"] = time.perf_counter()
+            print(phase, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()}, file=sys.stderr)
+
+    return progress
 
 
 def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -> dict:
