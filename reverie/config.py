@@ -155,6 +155,11 @@ class SleepConfig(_Section):
     batch_tokens: int = Field(2048, ge=64, description="Padded tokens per micro-batch (memory and speed).")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_tokens: int = Field(384, ge=16, description="Longest training example, in tokens (longer ones are cut).")
+    evidence: bool = Field(
+        False, description="Answer each question-answer dream with its span and then the sentence it comes from. "
+        "The model memorises its answers twice as fast, but the sentences are passage text, and a full night with "
+        "them tripled wikitext perplexity (BENCHMARKS.md): off until forgetting is held with it.",
+    )
     include_sources: bool = Field(
         False,
         description="Also train on the night's source chunks themselves, each as the answer to a recall "
@@ -196,7 +201,10 @@ class SleepConfig(_Section):
 
 class QuizConfig(_Section):
     file: Path | None = Field(None, description="JSONL of {question, answer}; default: questions held out from dreams.")
-    holdout: float = Field(0.15, ge=0.0, lt=1.0, description="Share of a night's qa dreams held out as quiz questions.")
+    holdout: float = Field(
+        0.15, ge=0.0, lt=1.0,
+        description="Share of a night's question-answer dreams (qa, cloze, reconcile) held out as quiz questions.",
+    )
     max_questions: int = Field(200, ge=1, description="Most quiz questions asked per model.")
     max_new_tokens: int = Field(24, ge=1, description="Longest answer, in tokens (greedy).")
     batch_size: int = Field(16, ge=1, description="Questions answered together.")

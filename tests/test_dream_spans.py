@@ -121,6 +121,10 @@ def test_clause_and_blank():
     assert blank(piece, webb) == piece.replace("Aston Webb", "___")
     date = next(s for s in answer_spans(sentences(MUSEUM)[3]) if s.kind == "date")
     assert "5 July 2005" in clause(date)
+    # a thousands separator is not a comma to cut at
+    items = "The collection holds over 19,000 items from the Islamic world, ranging from the early period."
+    islamic = next(s for s in answer_spans(items) if s.text == "Islamic")
+    assert clause(islamic).startswith("The collection holds over 19,000 items")
 
 
 def test_self_checks():

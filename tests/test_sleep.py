@@ -108,6 +108,31 @@ def test_plain_text_is_learned_everywhere(tiny):
     assert enc.labels == enc.ids
 
 
+def test_question_answer_dreams_are_chat_turns_with_their_evidence():
+    from reverie.sleep.data import from_dream
+
+    sentence = "The main façade, built from red brick, stretches 720 feet along Cromwell Gardens."
+    metrics = json.dumps({"entropy": {"answer": "720 feet", "kind": "quantity", "sentence": sentence}})
+    row = {"id": 3, "generator": "cloze", "text": "Q: The main façade stretches how many feet?\nA: 720 feet",
+           "metrics": metrics}
+    ex = from_dream(row, "V&A", evidence=True)
+    # cloze (like qa) is a question and its answer: the user asks, the assistant answers
+    assert ex.prompt == "The main façade stretches how many feet?"
+    assert ex.text == f"720 feet. {sentence}"
+    assert from_dream(row, "V&A").text == "720 feet"  # evidence off: the span alone
+    # a sentence that opens with the answer is not said twice
+    first = {**row, "text": "Q: Who wrote it?\nA: Aston Webb",
+             "metrics": json.dumps({"entropy": {"answer": "Aston Webb", "sentence": "Aston Webb wrote it."}})}
+    assert from_dream(first, "V&A", evidence=True).text == "Aston Webb wrote it."
+    # no sentence recorded, or one that belongs to another answer: the answer alone
+    assert from_dream({**row, "metrics": "{}"}, "V&A", evidence=True).text == "720 feet"
+    other = {**row, "text": "Q: How long is it?\nA: 70 feet"}
+    assert from_dream(other, "V&A", evidence=True).text == "70 feet"
+    # other dreams answer a recall question about their document
+    facts = from_dream({"id": 4, "generator": "facts", "text": sentence}, "V&A", evidence=True)
+    assert facts.text == sentence and "V&A" in facts.prompt
+
+
 def test_batches_are_deterministic_and_bounded():
     from reverie.sleep.data import batches
 

@@ -271,7 +271,8 @@ def clause(span: Span, min_words: int = 8) -> str:
     A long SQuAD sentence holds several facts; a small model asked about all of it loses the span."""
     s = span.sentence
     at = s.find(span.text)
-    cuts = [0] + [m.end() for m in re.finditer(r"[,;:()\u2014]\s*|\s+[\u2013-]\s+", s)] + [len(s)]
+    # a comma between digits is a thousands separator ("19,000 items"), not a cut
+    cuts = [0] + [m.end() for m in re.finditer(r"(?:,(?!\d)|(?<!\d),|[;:()\u2014])\s*|\s+[\u2013-]\s+", s)] + [len(s)]
     pieces = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
     i = next((k for k, (a, b) in enumerate(pieces) if a <= at < b), 0)
     j = i

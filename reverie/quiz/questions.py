@@ -6,9 +6,9 @@
     held_out_questions(store)                       # every night's held-out questions
 
 A JSONL line is {"question": "...", "answer": "..."}; `answer` may also be a list of accepted
-answers. Held-out questions are `qa` dreams ("Q: ...\\nA: ...") recorded in `night_dreams` with
-role 'quiz': no night ever trains on them, so they test whether the facts came through the other
-dreams of the same chunk.
+answers. Held-out questions are question-answer dreams (qa, cloze, reconcile: "Q: ...\\nA: ...")
+recorded in `night_dreams` with role 'quiz': no night ever trains on them, so they test whether the
+facts came through the other dreams of the same chunk.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@
     plan = batches(lengths, batch_tokens=2048, seed=3, epochs=3)
 
 What the model learns is what it should later say, in the chat format it is asked in:
-- a `qa` dream "Q: ... / A: ..." becomes the user turn (the question) and the assistant turn (the
-  answer): exactly a closed-book quiz, so knowledge is stored where it will be asked for;
+- a question-answer dream "Q: ... / A: ..." (qa, cloze, reconcile) becomes the user turn (the
+  question) and the assistant turn (the answer, followed by its source sentence with
+  `sleep.evidence`): exactly a closed-book quiz, so knowledge is stored where it will be asked for;
 - any other dream (facts, restatements, ...) is the assistant's answer to a recall question about
   its document ("What do you know about <title>?"), one of a few phrasings drawn per dream;
 - general text (replay against forgetting) is plain text, no template, loss on every token.
@@ -20,12 +21,14 @@ tokenised separately, as at inference, where the prompt is tokenised and the ans
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from dataclasses import dataclass
 
 from reverie.dream.base import parse_qa
 
+QA_GENERATORS = ("qa", "cloze", "reconcile")  # dreams stored as "Q: ... / A: ..."
 IGNORE = -100  # the label that carries no loss (torch cross_entropy's ignore_index)
 RECALL = (
     "What do you know about {title}?",
@@ -49,15 +52,44 @@ class Encoded:
     kind: str
 
 
-def from_dream(row, title: str, kind: str = "new") -> Example:
-    """The chat example of one stored dream (a row with id, generator, text)."""
-    if row["generator"] == "qa":
+def from_dream(row, title: str, kind: str = "new", evidence: bool = False) -> Example:
+    """The chat example of one stored dream (a row with id, generator, text, optionally metrics).
+
+    With `evidence`, a question-answer dream whose answer is a span of a source sentence (qa,
+    cloze, reconcile record it) is answered with the span and then that sentence: see
+    `with_evidence`."""
+    if row["generator"] in QA_GENERATORS:
         pairs = parse_qa(row["text"])
         if pairs:
             question, answer = pairs[0]
+            if evidence:
+                answer = with_evidence(answer, _sentence(row, answer))
             return Example(answer, question, kind)
     template = RECALL[random.Random(f"recall:{row['id']}").randrange(len(RECALL))]
     return Example(row["text"], template.format(title=title or "what you read"), kind)
+
+
+def with_evidence(answer: str, sentence: str | None) -> str:
+    """"720 feet. The main façade, built from red brick and Portland stone, stretches 720 feet
+    along Cromwell Gardens.": the short answer first (what the quiz scores), then the sentence it
+    was read in (`sleep.evidence`). Trained on 10 SEAL passages without regularisers, the default
+    model said 62% of its training answers after 4 epochs this way, against 19-31% after 4 with
+    the bare span: the sentence gives every question many tokens of loss that tie the answer to its
+    context. But the sentences are passage text, and a full 50-passage night with them tripled
+    wikitext perplexity (BENCHMARKS.md), so it is off by default."""
+    if not sentence or answer not in sentence:
+        return answer
+    sentence = sentence.strip()
+    return sentence if sentence.startswith(answer) else f"{answer.rstrip('. ')}. {sentence}"
+
+
+def _sentence(row, answer: str) -> str | None:
+    try:
+        metrics = json.loads(row["metrics"] or "{}")
+    except (IndexError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+    drawn = metrics.get("entropy") or {}
+    return drawn.get("sentence") if drawn.get("answer", answer) == answer else None
 
 
 def general_examples(tokenizer, text: str, n: int, tokens: int, seed: int) -> list[Example]:

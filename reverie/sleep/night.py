@@ -8,12 +8,14 @@
    generators in `sleep.generators` (by default qa and cloze: a closed-book quiz asks questions,
    and question-answer pairs taught the default model far more than restatements did).
 2. Plan (stored with the night, so a killed night resumes with the same data): the pending dreams
-   (kept by dreaming, not yet learned by a kept night) are the night's new examples. Without a quiz
-   file, a share (`quiz.holdout`) of their qa dreams is held out as quiz questions, never trained
-   on, and qa dreams asking the same question are dropped from training. Replay: earlier nights'
-   learned dreams (`replay_ratio` per new example) and slices of `sleep.general_text`
-   (`general_ratio`), or without one, paragraphs the base model writes (`sleep.self_replay`,
-   reverie.sleep.self_replay). With `include_sources`, the source chunks themselves join the new examples.
+   (kept by dreaming, not yet learned by a kept night) are the night's new examples (with
+   `sleep.evidence`, each question answered with its span and then its source sentence). Without a
+   quiz file, a share (`quiz.holdout`) of their question-answer dreams is held out as quiz
+   questions, never trained on, and dreams asking the same question are dropped from training.
+   Replay: earlier nights' learned dreams (`replay_ratio` per new example) and slices of
+   `sleep.general_text` (`general_ratio`), or without one, paragraphs the base model writes
+   (`sleep.self_replay`, reverie.sleep.self_replay). With `include_sources`, the source chunks
+   themselves join the new examples.
 3. Train (reverie.sleep.train), checkpointing into `<home>/nights/<id>/`; the candidate is saved in
    PEFT format as `<home>/adapters/night-<id>` and registered as a candidate.
 4. Quiz the base model, the adapter the user has now (if any) and the candidate
@@ -47,7 +49,7 @@ from reverie.config import QuizConfig, SleepConfig
 from reverie.errors import ReverieError
 from reverie.quiz.questions import Question, dream_question, holdout, load_questions, same_question
 from reverie.sleep import records
-from reverie.sleep.data import Example, encode, from_dream, general_examples
+from reverie.sleep.data import QA_GENERATORS, Example, encode, from_dream, general_examples
 
 Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, train, quiz
 
@@ -113,7 +115,8 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
 
     quiz_ids: set[int] = set()
     if file is None:
-        quiz_ids = set(holdout([r for r in pending if r["generator"] == "qa"], rv.settings.quiz.holdout, seed))
+        asked = [r for r in pending if r["generator"] in QA_GENERATORS]
+        quiz_ids = set(holdout(asked, rv.settings.quiz.holdout, seed))
     held = [dream_question(r["text"]) for r in pending if r["id"] in quiz_ids]
     train_ids = [r["id"] for r in pending if r["id"] not in quiz_ids and not _asks_held_out(r, held)]
     if not train_ids:
@@ -163,7 +166,7 @@ def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
 
 
 def _asks_held_out(row, held: list[Question]) -> bool:
-    if row["generator"] != "qa":
+    if row["generator"] not in QA_GENERATORS:
         return False
     q = dream_question(row["text"])
     return q is not None and any(same_question(q, h) for h in held)
@@ -236,7 +239,7 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
 
 def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> list:
     rows = records.night_dreams(store, night_id, ("train", "replay"))
-    examples = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay") for r in rows]
+    examples = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay", cfg.evidence) for r in rows]
     n_new = sum(1 for r in rows if r["role"] == "train")
     for chunk in records.chunks_with_titles(store, config.get("source_chunks", [])):
         examples.append(from_dream({"id": -chunk["id"], "generator": "source", "text": chunk["text"]}, chunk["title"]))

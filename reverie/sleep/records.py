@@ -56,7 +56,7 @@ def night_dreams(store, night_id: int, roles: tuple[str, ...]) -> list:
     """The night's dreams in these roles, with their role and the title of their first source."""
     marks = ",".join("?" * len(roles))
     return store.conn.execute(
-        f"SELECT d.id, d.generator, d.text, n.role, {_TITLE} AS title FROM night_dreams n "
+        f"SELECT d.id, d.generator, d.text, d.metrics, n.role, {_TITLE} AS title FROM night_dreams n "
         f"JOIN dreams d ON d.id = n.dream_id WHERE n.night_id = ? AND n.role IN ({marks}) ORDER BY d.id",
         (night_id, *roles),
     ).fetchall()
