@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
 
     import numpy as np
+    import torch
+    from sleep_rerun import _setting  # bench/ is on the path: run as a script
 
     from reverie.app import Reverie
     from reverie.config import load_settings
@@ -65,11 +67,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     data = [t for p in passages for t in pairs(p["context"], args.format == "evidence")]
     sleep = {"kl_weight": 0.0, "entropy_weight": 0.0, "schedule": "constant"}
     for text in args.set:
-        key, _, value = text.partition("=")
-        try:
-            sleep[key] = json.loads(value)
-        except json.JSONDecodeError:
-            sleep[key] = value
+        path, value = _setting(text)
+        sleep[".".join(path)] = value
     home = Path(tempfile.mkdtemp(prefix="reverie-formats-"))
     if args.models:
         (home / "models").symlink_to(args.models.resolve())
@@ -79,8 +78,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
                for question, answer, _ in data]
     print(f"{len(data)} pairs, {sum(len(e.ids) for e in encoded)} tokens an epoch, {len(quiz)} questions",
           file=sys.stderr)
-    import torch
-
     torch.manual_seed(0)  # LoRA's A matrices are drawn at creation
     loaded.model = adapters.new_lora(loaded.model, settings.sleep)
     backend = TransformersBackend(loaded, batch_size=16)

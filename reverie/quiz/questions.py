@@ -55,7 +55,7 @@ def load_questions(path: Path | str) -> list[Question]:
 
 
 def dream_question(text: str) -> Question | None:
-    """The question-answer pair of a `qa` dream, or None when it does not parse."""
+    """The question-answer pair of a question-answer dream (qa, cloze, reconcile), or None."""
     pairs = parse_qa(text)
     return Question(*pairs[0]) if pairs else None
 
