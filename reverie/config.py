@@ -203,7 +203,7 @@ class QuizConfig(_Section):
     file: Path | None = Field(None, description="JSONL of {question, answer}; default: questions held out from dreams.")
     holdout: float = Field(
         0.15, ge=0.0, lt=1.0,
-        description="Share of a night's question-answer dreams (qa, cloze, reconcile) held out as quiz questions.",
+        description="Share of a night's question-answer dreams (qa, cloze, spar) held out as quiz questions.",
     )
     max_questions: int = Field(200, ge=1, description="Most quiz questions asked per model.")
     max_new_tokens: int = Field(24, ge=1, description="Longest answer, in tokens (greedy).")

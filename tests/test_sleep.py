@@ -128,6 +128,11 @@ def test_question_answer_dreams_are_chat_turns_with_their_evidence():
     assert from_dream({**row, "metrics": "{}"}, "V&A", evidence=True).text == "720 feet"
     other = {**row, "text": "Q: How long is it?\nA: 70 feet"}
     assert from_dream(other, "V&A", evidence=True).text == "70 feet"
+    # which generators write "Q: ... / A: ..." is read off their own dream templates
+    from reverie.dream.generators import QA_GENERATORS
+
+    assert QA_GENERATORS == {"qa", "cloze", "spar"}
+    assert from_dream({**row, "generator": "spar"}, "V&A").prompt == "The main façade stretches how many feet?"
     # other dreams answer a recall question about their document
     facts = from_dream({"id": 4, "generator": "facts", "text": sentence}, "V&A", evidence=True)
     assert facts.text == sentence and "V&A" in facts.prompt

@@ -6,7 +6,7 @@
     held_out_questions(store)                       # every night's held-out questions
 
 A JSONL line is {"question": "...", "answer": "..."}; `answer` may also be a list of accepted
-answers. Held-out questions are question-answer dreams (qa, cloze, reconcile: "Q: ...\\nA: ...")
+answers. Held-out questions are question-answer dreams (qa, cloze, spar: "Q: ...\\nA: ...")
 recorded in `night_dreams` with role 'quiz': no night ever trains on them, so they test whether the
 facts came through the other dreams of the same chunk.
 """
@@ -55,7 +55,7 @@ def load_questions(path: Path | str) -> list[Question]:
 
 
 def dream_question(text: str) -> Question | None:
-    """The question-answer pair of a question-answer dream (qa, cloze, reconcile), or None."""
+    """The question-answer pair of a question-answer dream (qa, cloze, spar), or None."""
     pairs = parse_qa(text)
     return Question(*pairs[0]) if pairs else None
 

@@ -6,7 +6,7 @@
     plan = batches(lengths, batch_tokens=2048, seed=3, epochs=3)
 
 What the model learns is what it should later say, in the chat format it is asked in:
-- a question-answer dream "Q: ... / A: ..." (qa, cloze, reconcile) becomes the user turn (the
+- a question-answer dream "Q: ... / A: ..." (qa, cloze, spar) becomes the user turn (the
   question) and the assistant turn (the answer, followed by its source sentence with
   `sleep.evidence`): exactly a closed-book quiz, so knowledge is stored where it will be asked for;
 - any other dream (facts, restatements, ...) is the assistant's answer to a recall question about
@@ -27,8 +27,8 @@ import random
 from dataclasses import dataclass
 
 from reverie.dream.base import parse_qa
+from reverie.dream.generators import QA_GENERATORS
 
-QA_GENERATORS = ("qa", "cloze", "reconcile")  # dreams stored as "Q: ... / A: ..."
 IGNORE = -100  # the label that carries no loss (torch cross_entropy's ignore_index)
 RECALL = (
     "What do you know about {title}?",
@@ -56,7 +56,7 @@ def from_dream(row, title: str, kind: str = "new", evidence: bool = False) -> Ex
     """The chat example of one stored dream (a row with id, generator, text, optionally metrics).
 
     With `evidence`, a question-answer dream whose answer is a span of a source sentence (qa,
-    cloze, reconcile record it) is answered with the span and then that sentence: see
+    cloze and spar record it) is answered with the span and then that sentence: see
     `with_evidence`."""
     if row["generator"] in QA_GENERATORS:
         pairs = parse_qa(row["text"])

@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reverie.config import QuizConfig, SleepConfig
+from reverie.dream.generators import QA_GENERATORS
 from reverie.errors import ReverieError
 from reverie.quiz.questions import Question, dream_question, holdout, load_questions, same_question
 from reverie.sleep import records
-from reverie.sleep.data import QA_GENERATORS, Example, encode, from_dream, general_examples
+from reverie.sleep.data import Example, encode, from_dream, general_examples
 
 Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, train, quiz
 
