@@ -1,17 +1,22 @@
 """Benchmark: how fast a training format makes the model memorise, epoch by epoch (no dreaming).
 
     python bench/sleep_formats.py --data ../shared/data/squad_dev_200.json --passages 10 \
-        --epochs 4 --format evidence --set batch_tokens=512 --set lr=2e-3
+        --epochs 4 --format span --set batch_tokens=512 --self-replay 0.5 \
+        --wikitext ../shared/data/wikitext2_valid.txt
 
 A training ablation for the SEAL protocol that takes minutes, not a night: every answer span of
 the first N passages becomes a cloze pair (reverie.dream.spans: the span's clause asked in place,
 as the `cloze` generator writes it), formatted as `--format span` (the answer alone) or
 `--format evidence` (the answer, then its sentence: reverie.sleep.data.with_evidence). A fresh
-LoRA trains on them one epoch at a time, with no regularisers (this measures learning, not
-forgetting), at a constant learning rate after a 10% warm-up in the first epoch. After each
-epoch it reports closed-book quiz accuracy on the passages' SQuAD questions (answer contained,
-greedy, 24 tokens) and train recall: the share of 80 training questions whose answer span the
-model now says. Prints one JSON line per epoch (also appended to --out).
+LoRA trains on them one epoch at a time at a constant learning rate after a 10% warm-up in the
+first epoch. By default no regulariser runs (it measures learning); `--self-replay R` adds R
+paragraphs per pair written by the base model (reverie.sleep.self_replay), trained as general
+text with KL to the base model (kl_weight 1 unless --set says otherwise), as a night does.
+
+After each epoch it reports closed-book quiz accuracy on the passages' SQuAD questions (answer
+contained, greedy, 24 tokens), train recall (the share of 80 training questions whose answer
+span the model now says) and, with --wikitext, perplexity on its first 8,192 tokens beside the
+base model's: forgetting. Prints one JSON line per epoch (also appended to --out).
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--format", choices=("span", "evidence"), default="evidence")
     ap.add_argument("--set", action="append", default=[], help="a sleep setting, e.g. lr=1e-3 (repeatable)")
+    ap.add_argument("--wikitext", type=Path, help="general text: perplexity on its first 8,192 tokens after each epoch")
+    ap.add_argument("--self-replay", type=float, default=0.0,
+                    help="paragraphs the base model writes, per pair, trained as general text (KL, entropy)")
     ap.add_argument("--models", type=Path, help="reuse this folder of converted models")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
@@ -57,15 +65,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from reverie.app import Reverie
     from reverie.config import load_settings
     from reverie.models import SamplingParams, TransformersBackend
+    from reverie.quiz.run import general_windows, perplexity
     from reverie.quiz.score import contained
     from reverie.sleep import adapters
     from reverie.sleep.data import Example, encode
+    from reverie.sleep.self_replay import write_general
     from reverie.sleep.train import train
 
     passages = json.loads(args.data.read_text(encoding="utf-8"))[: args.passages]
     quiz = [(q["question"], q["answer"]) for p in passages for q in p["questions"]]
     data = [t for p in passages for t in pairs(p["context"], args.format == "evidence")]
-    sleep = {"kl_weight": 0.0, "entropy_weight": 0.0, "schedule": "constant"}
+    sleep = {"kl_weight": 1.0 if args.self_replay else 0.0, "entropy_weight": 0.0, "schedule": "constant"}
     for text in args.set:
         path, value = _setting(text)
         sleep[".".join(path)] = value
@@ -76,8 +86,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     loaded = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr)).load_base()
     encoded = [encode(loaded.tokenizer, Example(answer, question, "new"), settings.sleep.max_tokens)
                for question, answer, _ in data]
-    print(f"{len(data)} pairs, {sum(len(e.ids) for e in encoded)} tokens an epoch, {len(quiz)} questions",
+    if args.self_replay:
+        base_backend = TransformersBackend(loaded, batch_size=16)
+        texts = write_general(base_backend, round(args.self_replay * len(data)), seed=0)
+        encoded += [encode(loaded.tokenizer, Example(t, None, "general"), settings.sleep.max_tokens) for t in texts]
+    print(f"{len(data)} pairs, {sum(len(e.ids) for e in encoded)} tokens an epoch (with any self-replay), {len(quiz)} questions",
           file=sys.stderr)
+    general = general_windows(args.wikitext, loaded.tokenizer, 8192) if args.wikitext else []
+    base_ppl = perplexity(loaded, general) if general else None
     torch.manual_seed(0)  # LoRA's A matrices are drawn at creation
     loaded.model = adapters.new_lora(loaded.model, settings.sleep)
     backend = TransformersBackend(loaded, batch_size=16)
@@ -96,6 +112,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = {"format": args.format, "passages": args.passages, "settings": args.set, "epoch": epoch + 1,
                "accuracy": float(np.mean([contained(a, g) for a, (_, g) in zip(said, quiz, strict=True)])),
                "train_recall": float(np.mean([contained(a, data[i][2]) for a, i in zip(recalled, sample, strict=True)])),
+               "perplexity": perplexity(loaded, general) if general else None, "base_perplexity": base_ppl,
                "loss": result.final_loss, "tokens_per_second": result.tokens_per_second,
                "seconds": time.perf_counter() - t0}
         print(json.dumps(row), flush=True)

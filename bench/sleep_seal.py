@@ -10,7 +10,9 @@
    dream generators write their own questions). Forgetting: perplexity on the first tokens of
    --wikitext. Diversity: the probe on "Tell me a joke." (distinct answers and Vendi).
 3. Baseline: plain LoRA (same settings, no regularisers) on the raw passages as plain text for
-   the same number of training tokens as the night, quizzed the same way.
+   the same number of training tokens as the night, quizzed the same way, at full strength and at
+   the strongest of `sleep.strengths` within the gate's bounds (as the night's gate chooses).
+   `--reuse-night` runs only this step on a --home whose night already finished.
 
 Prints a JSON summary (also written to --out) and, with --markdown, a BENCHMARKS.md table.
 Settings can be changed with REVERIE_* environment variables, e.g. REVERIE_SLEEP__EPOCHS=4.
@@ -37,6 +39,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--models", type=Path, help="reuse this folder of converted models")
     ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a loaded machine)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the raw-passage LoRA baseline")
+    ap.add_argument("--reuse-night", action="store_true",
+                    help="the --home already holds this protocol's finished night (a run stopped during the "
+                    "baseline): report it and run only the baseline")
     ap.add_argument("--out", type=Path, help="write the JSON summary here")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
@@ -62,25 +67,39 @@ def main(argv: list[str] | None = None) -> dict:
         overrides["model"] = {"threads": args.threads}
     settings = load_settings(home=home, overrides=overrides)
     rv = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr))
-    t0 = time.perf_counter()
-    rv.read([docs])
-    read_s = time.perf_counter() - t0
-    night = rv.sleep(budget=args.budget * len(passages), quiz_file=quiz, progress=throttled_progress(30))
+    finished = rv.store.last_finished_night() if args.reuse_night else None
+    if args.reuse_night and finished is None:
+        sys.exit(f"error: {home} holds no finished night to reuse")
+    read_s = None
+    if finished is None:
+        t0 = time.perf_counter()
+        rv.read([docs])
+        read_s = time.perf_counter() - t0
+        result = rv.sleep(budget=args.budget * len(passages), quiz_file=quiz, progress=throttled_progress(30))
+        night = {"id": result.night_id, "status": result.status, "timings": result.timings, "tokens": result.tokens,
+                 "checks": [c.__dict__ for c in result.checks]}
+        figures = result.figures
+    else:
+        metrics = json.loads(finished["metrics"])
+        night = {"id": finished["id"], "status": finished["status"], "timings": json.loads(finished["timings"]),
+                 "tokens": metrics["tokens"], "checks": metrics["checks"]}
+        figures = metrics["figures"]
     out = {
         "passages": len(passages),
-        "questions": night.figures["base"]["n_questions"],
+        "questions": figures["base"]["n_questions"],
         "budget_per_passage": args.budget,
         "threads": args.threads,
         "load_average": os.getloadavg(),
-        "night": {"id": night.night_id, "status": night.status, "timings": night.timings, "tokens": night.tokens,
-                  "checks": [c.__dict__ for c in night.checks]},
-        "base": night.figures["base"],
-        "sleep": night.figures["candidate"],
+        "night": night,
+        "base": figures["base"],
+        "sleep": figures["candidate"],
+        "strength": figures.get("strength"),
         "read_seconds": read_s,
         "settings": settings.sleep.model_dump(mode="json"),
     }
     if not args.no_baseline:
-        out["raw_passages"] = raw_baseline(rv, passages, night.tokens["trained"], quiz, args.wikitext)
+        out["raw_passages"], out["raw_passages_shrunk"] = raw_baseline(
+            rv, passages, night["tokens"]["trained"], quiz, args.wikitext)
     text = json.dumps(out, indent=1)
     print(text)
     if args.out:
@@ -110,13 +129,17 @@ def throttled_progress(every: float):
     return progress
 
 
-def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -> dict:
-    """Plain LoRA on the raw passages (plain text, loss on every token) for `tokens` tokens."""
+def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -> tuple[dict, dict]:
+    """Plain LoRA on the raw passages (plain text, loss on every token) for `tokens` tokens: its
+    figures at full strength (the issue's baseline), and at the strongest of `sleep.strengths`
+    within the gate's bounds, chosen as a night chooses (so the night's shrinking is not an
+    advantage the baseline was denied)."""
     from reverie.models import load_model
     from reverie.quiz.questions import load_questions
     from reverie.quiz.run import Measure
-    from reverie.sleep.adapters import new_lora
+    from reverie.sleep.adapters import new_lora, strength
     from reverie.sleep.data import Example, encode
+    from reverie.sleep.night import _strength
     from reverie.sleep.train import train
 
     s = rv.settings
@@ -134,12 +157,21 @@ def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -
     figures = measure(loaded, "raw passages").as_dict()
     figures["train"] = {"tokens": result.tokens, "epochs": cfg.epochs, "seconds": time.perf_counter() - t0,
                         "tokens_per_second": result.tokens_per_second}
-    return figures
+    with model.disable_adapter():
+        base = measure(loaded, "base", quiz=False)
+    chosen, tried = _strength(loaded, model.active_adapter, measure, base, s.sleep, None)
+    with strength(model, model.active_adapter, chosen):
+        shrunk = measure(loaded, f"raw passages x{chosen:g}").as_dict()
+    shrunk["strength"] = {"chosen": chosen, "tried": tried}
+    return figures, shrunk
 
 
 def markdown(out: dict) -> str:
+    chosen = (out.get("strength") or {}).get("chosen", 1.0)
+    shrunk = out.get("raw_passages_shrunk")
     rows = [("base (closed book)", out["base"]), ("raw-passage LoRA", out.get("raw_passages")),
-            ("reverie sleep", out["sleep"])]
+            (f"raw-passage LoRA at strength {shrunk['strength']['chosen']:g}" if shrunk else "", shrunk),
+            (f"reverie sleep (strength {chosen:g})", out["sleep"])]
     lines = ["| model | contained | token F1 | wikitext ppl | joke distinct | joke Vendi |", "|---|---|---|---|---|---|"]
     for label, f in rows:
         if f:

@@ -17,7 +17,7 @@ import json
 import os
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -131,9 +131,10 @@ class DreamConfig(_Section):
 
 class SleepConfig(_Section):
     generators: list[str] = Field(
-        default_factory=lambda: ["qa", "cloze"],
-        description="Dream generators a night uses: question-answer pairs are what a closed-book quiz asks, and "
-        "they taught the default model most (BENCHMARKS.md); cloze costs no generation.",
+        default_factory=lambda: ["cloze"],
+        description="Dream generators a night uses. cloze asks every fact of a passage in place, as a question, "
+        "at no generation cost; the best kept night measured used it alone (BENCHMARKS.md, sixth session). "
+        "qa adds questions the model writes (a closed-book quiz asks questions), at generation cost.",
     )
     budget: int | None = Field(None, ge=1, description="Tokens of kept dreams per night (--budget); default: dream.budget.")
     continue_adapter: bool = Field(
@@ -149,10 +150,13 @@ class SleepConfig(_Section):
     )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
-    epochs: float = Field(2.0, gt=0, description="Passes over the night's examples.")
+    epochs: float = Field(2.5, gt=0, description="Passes over the night's examples.")
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate decay after warm-up.")
     warmup: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
-    batch_tokens: int = Field(2048, ge=64, description="Padded tokens per micro-batch (memory and speed).")
+    batch_tokens: int = Field(
+        512, ge=64, description="Padded tokens per micro-batch: smaller batches take more steps an epoch and "
+        "memorised more per epoch than 2,048 (BENCHMARKS.md); larger ones run a little faster."
+    )
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_tokens: int = Field(384, ge=16, description="Longest training example, in tokens (longer ones are cut).")
     evidence: bool = Field(
@@ -173,12 +177,12 @@ class SleepConfig(_Section):
     )
     general_ratio: float = Field(0.1, ge=0.0, description="General-text examples per new example.")
     self_replay: float = Field(
-        0.1, ge=0.0, description="Without general_text: paragraphs the base model writes itself, per new example, "
+        0.3, ge=0.0, description="Without general_text: paragraphs the base model writes itself, per new example, "
         "replayed as general text with the KL and entropy terms (a guard against forgetting that needs no outside "
         "text; reverie.sleep.self_replay). 0 disables."
     )
     kl_weight: float = Field(
-        0.5, ge=0.0, description="Weight of KL(base || adapted) at replayed answers' first token and on general "
+        1.0, ge=0.0, description="Weight of KL(base || adapted) at replayed answers' first token and on general "
         "text (new examples are never held back); 0 disables."
     )
     entropy_weight: float = Field(
@@ -196,6 +200,12 @@ class SleepConfig(_Section):
     )
     max_vendi_drop: float = Field(
         0.10, ge=0.0, le=1.0, description="Gate: probe Vendi score may fall at most this share below the base model."
+    )
+    strengths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [1.0, 0.8, 0.65, 0.5, 0.4, 0.3, 0.2], min_length=1,
+        description="Adapter strengths the gate tries, strongest first: the candidate's update is scaled by each "
+        "until perplexity and probe Vendi are within bounds (a point between the base and the adapted model, as "
+        "WiSE-FT); the quiz is asked at that strength and a kept adapter is saved with it. [1.0]: full strength only.",
     )
 
 

@@ -3,7 +3,9 @@ keeping and rolling back, resuming a killed night, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,6 +188,64 @@ def test_save_then_load_gives_identical_logits(tiny, tiny_model_dir, tmp_path):
     assert not torch.allclose(_logits(load_model(str(tiny_model_dir), tmp_path).model, tiny.tokenizer), before)
 
 
+def test_adapter_strength_scales_its_update_and_bakes_into_the_saved_adapter(tiny, tiny_model_dir, tmp_path):
+    from reverie.models import load_model
+    from reverie.sleep.adapters import attach, bake_strength, save_adapter, strength
+
+    model = _trained_lora(tiny)
+    full = _logits(model, tiny.tokenizer)
+    with model.disable_adapter():
+        base = _logits(model, tiny.tokenizer)
+    with strength(model, "default", 0.5):
+        half = _logits(model, tiny.tokenizer)
+    assert torch.equal(_logits(model, tiny.tokenizer), full)  # restored after the block
+    assert not torch.allclose(half, base) and not torch.allclose(half, full)
+    # Each adapted layer adds exactly half its update.
+    layer = next(m for m in model.modules() if isinstance(getattr(m, "scaling", None), dict))
+    x = torch.randn(3, layer.in_features)
+    with torch.no_grad():
+        y_full = layer(x)
+        with model.disable_adapter():
+            y_base = layer(x)
+        with strength(model, "default", 0.5):
+            y_half = layer(x)
+    assert torch.allclose(y_half, y_base + 0.5 * (y_full - y_base), atol=1e-6)
+    bake_strength(model, "default", 0.5)
+    assert torch.allclose(_logits(model, tiny.tokenizer), half, atol=1e-5)
+    save_adapter(model, tmp_path / "a", tiny.identity)
+    again = attach(load_model(str(tiny_model_dir), tmp_path), {"name": "a", "path": str(tmp_path / "a")})
+    assert torch.allclose(_logits(again.model, tiny.tokenizer), half, atol=1e-5)
+
+
+def test_gate_takes_the_strongest_strength_within_bounds(tiny):
+    from reverie.config import SleepConfig
+    from reverie.quiz.run import QuizResult
+    from reverie.sleep.night import _strength
+
+    model = _trained_lora(tiny)
+    layer = next(m for m in model.modules() if isinstance(getattr(m, "scaling", None), dict))
+    full = layer.scaling["default"]
+    asked = []
+
+    def measure(loaded, label, say, quiz=True):
+        asked.append(quiz)
+        # Perplexity rises with the strength of the update: +9% at full strength.
+        return QuizResult(label, 0, None, None, 10.0 * (1 + 0.09 * layer.scaling["default"] / full), None, None)
+
+    base = QuizResult("base", 0, None, None, 10.0, None, None)
+    loaded = dataclasses.replace(tiny, model=model)
+    cfg = SleepConfig()  # perplexity at most +5%; strengths 1, 0.8, 0.65, 0.5, ...
+    chosen, tried = _strength(loaded, "default", measure, base, cfg, None)
+    assert chosen == 0.5 and [t["strength"] for t in tried] == [1.0, 0.8, 0.65, 0.5]
+    assert [t["passed"] for t in tried] == [False, False, False, True]
+    assert not any(asked)  # chosen on perplexity and the probe, never on the quiz
+    assert layer.scaling["default"] == full
+    chosen, tried = _strength(loaded, "default", measure, base, cfg.model_copy(update={"max_perplexity_rise": 0.0}), None)
+    assert chosen == 0.2 and not any(t["passed"] for t in tried)  # none passes: the weakest, and the gate rejects
+    with pytest.raises(ReverieError):
+        load_settings(overrides={"sleep": {"strengths": [1.5]}})
+
+
 def test_merged_model_matches_base_plus_adapter(tiny, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -263,6 +323,24 @@ def test_night_kept_then_harmful_night_rolled_back(sleepy, cli, monkeypatch, tmp
     assert "night-1" in r.out and "rejected" in r.out and "kept" in r.out
     r = cli("quiz", "--quiz", sleepy)
     assert r.code == 0 and "night-1" in r.out
+
+
+def test_night_kept_at_a_lower_strength_saves_that_strength(sleepy, cli, monkeypatch):
+    from reverie.sleep import night
+
+    _add_dreams(_rv(), facts=False)
+    tried = [{"strength": 1.0, "perplexity": 99.0, "vendi": None, "passed": False},
+             {"strength": 0.5, "perplexity": 10.0, "vendi": None, "passed": True}]
+    monkeypatch.setattr(night, "_strength", lambda *a: (0.5, tried))
+    r = cli("sleep", "--quiz", sleepy)
+    assert r.code == 0, r.err
+    assert "strength 0.5" in r.out and "kept: night-1" in r.out, r.out
+    rv = _rv()
+    assert json.loads(rv.store.night(1)["metrics"])["figures"]["strength"] == {"chosen": 0.5, "tried": tried}
+    folder = rv.store.adapter("night-1")["path"]
+    meta = json.loads((Path(folder) / "reverie_adapter.json").read_text(encoding="utf-8"))
+    assert meta["strength"] == 0.5
+    assert sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) == []  # the night's adapter alone
 
 
 def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch, tiny_model_dir):

@@ -80,7 +80,9 @@ def sleep_cmd(
     columns = {"base": figs["base"]}
     if "reference" in figs:
         columns[f"{result.parent} (before)"] = figs["reference"]
-    columns[f"{result.adapter} (candidate)"] = figs["candidate"]
+    chosen = figs.get("strength", {}).get("chosen", 1.0)
+    strength = f", strength {chosen:g}" if chosen != 1.0 else ""  # the gate shrank it to fit the bounds
+    columns[f"{result.adapter} (candidate{strength})"] = figs["candidate"]
     console.print(_figures_table(columns, f"night {result.night_id}: what was learned"))
     checks = Table(title="gate")
     for col in ("check", "passed", "detail"):

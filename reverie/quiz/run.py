@@ -86,14 +86,17 @@ class Measure:
         self._windows: list[str] | None = None
         self._embedder = None
 
-    def __call__(self, loaded, label: str, progress: Callable[[str], None] | None = None) -> QuizResult:
+    def __call__(
+        self, loaded, label: str, progress: Callable[[str], None] | None = None, quiz: bool = True
+    ) -> QuizResult:
+        """Quiz accuracy and F1 (unless `quiz` is False), perplexity and the probe, as configured."""
         from reverie.models import SamplingParams, TransformersBackend
 
         backend = TransformersBackend(loaded, batch_size=self.cfg.batch_size)
         seconds: dict[str, float] = {}
         acc = f1 = ppl = vendi = distinct = None
         answers: list[str] = []
-        if self.questions:
+        if self.questions and quiz:
             if progress:
                 progress(f"{label}: quiz")
             t0 = time.perf_counter()

@@ -6,6 +6,8 @@
     row = registered(store, "night-3", loaded.identity)      # refuses an adapter of another base
     loaded = attach(loaded, row)                              # one more named adapter on the model
     with activate(loaded.model, "night-3"): ...               # None: the base model
+    with strength(model, "night-3", 0.5): ...                 # half the adapter's update
+    bake_strength(model, "night-3", 0.5)                      # ... made permanent in its weights
 
 An adapter directory is plain PEFT (loadable by transformers, peft and vLLM) plus
 `reverie_adapter.json`, which records the identity of the base model it was trained on.
@@ -55,7 +57,7 @@ def save_adapter(model, path: Path | str, base_identity: str, meta: dict | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
     try:
-        model.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp), selected_adapters=[model.active_adapter])
         (tmp / META).write_text(json.dumps({"base_model": base_identity, **(meta or {})}, indent=1), encoding="utf-8")
         if path.exists():
             shutil.rmtree(path)
@@ -119,6 +121,36 @@ def activate(model, name: str | None):
         return
     model.set_adapter(name)
     yield
+
+
+def _lora_layers(model, name: str) -> list:
+    return [m for m in model.modules() if isinstance(getattr(m, "scaling", None), dict) and name in m.scaling]
+
+
+@contextlib.contextmanager
+def strength(model, name: str, factor: float):
+    """Within the block adapter `name`'s update (B A x scaling) is multiplied by `factor`: the model
+    runs at a point on the line between the base model and the adapted one (as WiSE-FT, Wortsman et
+    al. 2022, interpolates weights). A LoRA update is linear in its scaling, so this is exact."""
+    layers = _lora_layers(model, name)
+    before = [m.scaling[name] for m in layers]
+    try:
+        for m, s in zip(layers, before, strict=True):
+            m.scaling[name] = s * factor
+        yield
+    finally:
+        for m, s in zip(layers, before, strict=True):
+            m.scaling[name] = s
+
+
+def bake_strength(model, name: str, factor: float) -> None:
+    """Scale adapter `name`'s B matrices by `factor`, so that the saved adapter (plain PEFT) carries
+    the strength the gate chose, for any tool that loads it."""
+    import torch
+
+    with torch.no_grad():
+        for m in _lora_layers(model, name):
+            m.lora_B[name].weight.mul_(factor)
 
 
 def merge(loaded, row, out_dir: Path | str) -> Path:

@@ -9,7 +9,8 @@ Checks, each against a figure measured on the same inputs:
 - forgetting: general-text perplexity at most `max_perplexity_rise` above the base model's
   (default +5%), against the base so that drift cannot accumulate night after night;
 - diversity: probe Vendi score at most `max_vendi_drop` below the base model's (default -10%).
-A candidate whose training diverged (non-finite weights) is rejected unmeasured. A figure
+Before the quiz, the night looks for the strongest adapter strength (`sleep.strengths`) that
+passes the last two checks (`bounds`); the verdict is then taken at that strength. A candidate whose training diverged (non-finite weights) is rejected unmeasured. A figure
 that was not measured (no general text given, no probe prompts) is reported as not
 checked and does not block; a missing quiz does block, since nothing shows the night helped.
 """
@@ -49,6 +50,13 @@ def decide(base, reference, candidate, cfg) -> Verdict:
             "learned", candidate.accuracy > reference.accuracy,
             f"quiz accuracy {reference.accuracy:.1%} ({reference.label}) -> {candidate.accuracy:.1%}",
         ))
+    checks += bounds(base, candidate, cfg)
+    return Verdict(all(c.passed for c in checks), checks)
+
+
+def bounds(base, candidate, cfg) -> list[Check]:
+    """The forgetting and diversity checks alone (no quiz needed): how strong a candidate may be."""
+    checks = []
     if base.perplexity is None or candidate.perplexity is None:
         checks.append(Check("forgetting", True, "perplexity not checked (no general text)"))
     else:
@@ -65,4 +73,4 @@ def decide(base, reference, candidate, cfg) -> Verdict:
             "diversity", candidate.vendi >= floor,
             f"probe Vendi {base.vendi:.2f} (base) -> {candidate.vendi:.2f}, floor {floor:.2f}",
         ))
-    return Verdict(all(c.passed for c in checks), checks)
+    return checks

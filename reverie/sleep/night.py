@@ -19,7 +19,10 @@
 3. Train (reverie.sleep.train), checkpointing into `<home>/nights/<id>/`; the candidate is saved in
    PEFT format as `<home>/adapters/night-<id>` and registered as a candidate.
 4. Quiz the base model, the adapter the user has now (if any) and the candidate
-   (reverie.quiz.run), and gate (reverie.sleep.gate). Kept: the adapter is selected for chat and
+   (reverie.quiz.run), and gate (reverie.sleep.gate). The candidate is quizzed at the strongest
+   of `sleep.strengths` whose perplexity and probe stay within the gate's bounds (its update
+   scaled towards the base model; chosen without the quiz), and a kept adapter is saved at that
+   strength. Kept: the adapter is selected for chat and
    quiz (`reverie use`). Rejected: the selection stays as it was (rolled back), the night is
    recorded as rejected with all its figures, and its dreams stay pending for a later night.
 
@@ -220,6 +223,7 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
         loaded = adapters.attach(loaded, candidate)
     timings["train"] = time.perf_counter() - t0
 
+    candidate_name = loaded.model.active_adapter
     figures, timings["quiz"], verdict = _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress)
     timings["total"] = sum(timings.values())
     status = "kept" if verdict.keep else "rejected"
@@ -230,6 +234,14 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     }
     metrics = {"figures": figures, "checks": [c.__dict__ for c in verdict.checks], "tokens": tokens,
                "parent": parent and parent["name"]}
+    chosen = figures["strength"]["chosen"]
+    if verdict.keep and chosen != 1.0:
+        # Kept at a strength below 1: the adapter on disk carries it, so chat, merge, vLLM and the
+        # next night (which continues this adapter) all get the model the gate measured.
+        with adapters.activate(loaded.model, candidate_name):
+            adapters.bake_strength(loaded.model, candidate_name, chosen)
+            adapters.save_adapter(loaded.model, path, loaded.identity,
+                                  {"night_id": night_id, "parent": parent and parent["name"], "strength": chosen})
     store.set_adapter_verdict(candidate["id"], status, {"training": training, **metrics})
     store.finish_night(night_id, status, timings, metrics)
     if verdict.keep:
@@ -254,7 +266,7 @@ def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> 
 def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress):
     from reverie.quiz.questions import held_out_questions
     from reverie.quiz.run import Measure
-    from reverie.sleep.adapters import activate, attach
+    from reverie.sleep.adapters import activate, attach, strength
     from reverie.sleep.gate import decide
 
     settings = rv.settings
@@ -270,16 +282,41 @@ def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress
         loaded = attach(loaded, parent)
         with activate(loaded.model, parent["name"]):
             reference = measure(loaded, parent["name"], say)
-    cand = None
+    cand, chosen, tried = None, 1.0, []
     if _finite(loaded.model, candidate):
         with activate(loaded.model, candidate):
-            cand = measure(loaded, f"night-{night_id}", say)
+            chosen, tried = _strength(loaded, candidate, measure, base, cfg, say)
+            with strength(loaded.model, candidate, chosen):
+                cand = measure(loaded, f"night-{night_id}", say)
     seconds = time.perf_counter() - t0
     figures = {"base": base.as_dict()}
     if parent is not None:
         figures["reference"] = reference.as_dict()
     figures["candidate"] = cand.as_dict() if cand else {"label": f"night-{night_id}", "n_questions": len(questions)}
+    figures["strength"] = {"chosen": chosen, "tried": tried}
     return figures, seconds, decide(base, reference, cand, cfg)
+
+
+def _strength(loaded, name: str, measure, base, cfg, say) -> tuple[float, list[dict]]:
+    """The strongest of `sleep.strengths` at which the candidate passes the gate's forgetting and
+    diversity bounds (the weakest tried when none does), and the figures of each one tried.
+
+    Why: shrinking a LoRA update towards the base model cuts its drift on general text much faster
+    than what it learned (BENCHMARKS.md, sixth session). The strength is chosen on perplexity and
+    the probe alone, never on the quiz, so the accuracy the gate then reports is not selected on."""
+    from reverie.sleep.adapters import strength
+    from reverie.sleep.gate import bounds
+
+    tried: list[dict] = []
+    levels = sorted(set(cfg.strengths), reverse=True)
+    for factor in levels:
+        with strength(loaded.model, name, factor):
+            result = measure(loaded, f"{name} x{factor:g}", say, quiz=False)
+        passed = all(c.passed for c in bounds(base, result, cfg))
+        tried.append({"strength": factor, "perplexity": result.perplexity, "vendi": result.vendi, "passed": passed})
+        if passed or (result.perplexity is None and result.vendi is None):
+            return factor, tried
+    return levels[-1], tried
 
 
 def _finite(model, adapter: str) -> bool:
