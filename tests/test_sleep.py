@@ -220,14 +220,14 @@ def test_adapter_strength_scales_its_update_and_bakes_into_the_saved_adapter(tin
 def test_gate_takes_the_strongest_strength_within_bounds(tiny):
     from reverie.config import SleepConfig
     from reverie.quiz.run import QuizResult
-    from reverie.sleep.night import _strength
+    from reverie.sleep.night import choose_strength
 
     model = _trained_lora(tiny)
     layer = next(m for m in model.modules() if isinstance(getattr(m, "scaling", None), dict))
     full = layer.scaling["default"]
     asked = []
 
-    def measure(loaded, label, say, quiz=True):
+    def measure(loaded, label, say, quiz=True, rest=True):
         asked.append(quiz)
         # Perplexity rises with the strength of the update: +9% at full strength.
         return QuizResult(label, 0, None, None, 10.0 * (1 + 0.09 * layer.scaling["default"] / full), None, None)
@@ -235,12 +235,14 @@ def test_gate_takes_the_strongest_strength_within_bounds(tiny):
     base = QuizResult("base", 0, None, None, 10.0, None, None)
     loaded = dataclasses.replace(tiny, model=model)
     cfg = SleepConfig()  # perplexity at most +5%; strengths 1, 0.8, 0.65, 0.5, ...
-    chosen, tried = _strength(loaded, "default", measure, base, cfg, None)
+    chosen, tried, at = choose_strength(loaded, "default", measure, base, cfg, "night-1")
+    assert at.perplexity == pytest.approx(10.45) and at.label == "night-1 x0.5"
     assert chosen == 0.5 and [t["strength"] for t in tried] == [1.0, 0.8, 0.65, 0.5]
     assert [t["passed"] for t in tried] == [False, False, False, True]
     assert not any(asked)  # chosen on perplexity and the probe, never on the quiz
     assert layer.scaling["default"] == full
-    chosen, tried = _strength(loaded, "default", measure, base, cfg.model_copy(update={"max_perplexity_rise": 0.0}), None)
+    strict = cfg.model_copy(update={"max_perplexity_rise": 0.0})
+    chosen, tried, _ = choose_strength(loaded, "default", measure, base, strict, "night-1")
     assert chosen == 0.2 and not any(t["passed"] for t in tried)  # none passes: the weakest, and the gate rejects
     with pytest.raises(ReverieError):
         load_settings(overrides={"sleep": {"strengths": [1.5]}})
@@ -331,7 +333,8 @@ def test_night_kept_at_a_lower_strength_saves_that_strength(sleepy, cli, monkeyp
     _add_dreams(_rv(), facts=False)
     tried = [{"strength": 1.0, "perplexity": 99.0, "vendi": None, "passed": False},
              {"strength": 0.5, "perplexity": 10.0, "vendi": None, "passed": True}]
-    monkeypatch.setattr(night, "_strength", lambda *a: (0.5, tried))
+    real = night.choose_strength
+    monkeypatch.setattr(night, "choose_strength", lambda *a: (0.5, tried, real(*a)[2]))
     r = cli("sleep", "--quiz", sleepy)
     assert r.code == 0, r.err
     assert "strength 0.5" in r.out and "kept: night-1" in r.out, r.out

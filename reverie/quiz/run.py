@@ -87,9 +87,10 @@ class Measure:
         self._embedder = None
 
     def __call__(
-        self, loaded, label: str, progress: Callable[[str], None] | None = None, quiz: bool = True
+        self, loaded, label: str, progress: Callable[[str], None] | None = None, quiz: bool = True,
+        rest: bool = True,
     ) -> QuizResult:
-        """Quiz accuracy and F1 (unless `quiz` is False), perplexity and the probe, as configured."""
+        """Quiz accuracy and F1 (`quiz`), and perplexity and the probe (`rest`), each when configured."""
         from reverie.models import SamplingParams, TransformersBackend
 
         backend = TransformersBackend(loaded, batch_size=self.cfg.batch_size)
@@ -106,13 +107,13 @@ class Measure:
             acc = float(np.mean([contained(a, q.answer) for a, q in zip(answers, self.questions, strict=True)]))
             f1 = float(np.mean([token_f1(a, q.answer) for a, q in zip(answers, self.questions, strict=True)]))
             seconds["quiz"] = time.perf_counter() - t0
-        if self.general_text is not None:
+        if self.general_text is not None and rest:
             if progress:
                 progress(f"{label}: perplexity")
             t0 = time.perf_counter()
             ppl = perplexity(loaded, self._general(loaded.tokenizer))
             seconds["perplexity"] = time.perf_counter() - t0
-        if self.cfg.probe_prompts:
+        if self.cfg.probe_prompts and rest:
             if progress:
                 progress(f"{label}: probe")
             t0 = time.perf_counter()

@@ -10,8 +10,9 @@ Checks, each against a figure measured on the same inputs:
   (default +5%), against the base so that drift cannot accumulate night after night;
 - diversity: probe Vendi score at most `max_vendi_drop` below the base model's (default -10%).
 Before the quiz, the night looks for the strongest adapter strength (`sleep.strengths`) that
-passes the last two checks (`bounds`); the verdict is then taken at that strength. A candidate whose training diverged (non-finite weights) is rejected unmeasured. A figure
-that was not measured (no general text given, no probe prompts) is reported as not
+passes the last two checks (`bounds`; reverie.sleep.night.choose_strength), and the verdict is
+taken at that strength. A candidate whose training diverged (non-finite weights) is rejected
+unmeasured. A figure that was not measured (no general text given, no probe prompts) is reported as not
 checked and does not block; a missing quiz does block, since nothing shows the night helped.
 """
 

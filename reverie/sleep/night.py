@@ -40,6 +40,7 @@ training checkpoint on disk, and a candidate already saved is not trained again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -284,10 +285,14 @@ def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress
             reference = measure(loaded, parent["name"], say)
     cand, chosen, tried = None, 1.0, []
     if _finite(loaded.model, candidate):
+        label = f"night-{night_id}"
         with activate(loaded.model, candidate):
-            chosen, tried = _strength(loaded, candidate, measure, base, cfg, say)
+            chosen, tried, bounded = choose_strength(loaded, candidate, measure, base, cfg, label, say)
             with strength(loaded.model, candidate, chosen):
-                cand = measure(loaded, f"night-{night_id}", say)
+                asked = measure(loaded, label, say, rest=False)
+        # Perplexity and the probe at this strength were measured while choosing it.
+        cand = dataclasses.replace(bounded, label=label, accuracy=asked.accuracy, f1=asked.f1, answers=asked.answers,
+                                   seconds={**asked.seconds, **bounded.seconds})
     seconds = time.perf_counter() - t0
     figures = {"base": base.as_dict()}
     if parent is not None:
@@ -297,9 +302,10 @@ def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress
     return figures, seconds, decide(base, reference, cand, cfg)
 
 
-def _strength(loaded, name: str, measure, base, cfg, say) -> tuple[float, list[dict]]:
-    """The strongest of `sleep.strengths` at which the candidate passes the gate's forgetting and
-    diversity bounds (the weakest tried when none does), and the figures of each one tried.
+def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None):
+    """(strength, tried, figures): the strongest of `sleep.strengths` at which adapter `name` passes
+    the gate's forgetting and diversity bounds (the weakest when none does), the perplexity and
+    probe of each strength tried, and the measurement (no quiz) at the one chosen.
 
     Why: shrinking a LoRA update towards the base model cuts its drift on general text much faster
     than what it learned (BENCHMARKS.md, sixth session). The strength is chosen on perplexity and
@@ -308,15 +314,14 @@ def _strength(loaded, name: str, measure, base, cfg, say) -> tuple[float, list[d
     from reverie.sleep.gate import bounds
 
     tried: list[dict] = []
-    levels = sorted(set(cfg.strengths), reverse=True)
-    for factor in levels:
+    for factor in sorted(set(cfg.strengths), reverse=True):
         with strength(loaded.model, name, factor):
-            result = measure(loaded, f"{name} x{factor:g}", say, quiz=False)
+            result = measure(loaded, f"{label} x{factor:g}", say, quiz=False)
         passed = all(c.passed for c in bounds(base, result, cfg))
         tried.append({"strength": factor, "perplexity": result.perplexity, "vendi": result.vendi, "passed": passed})
         if passed or (result.perplexity is None and result.vendi is None):
-            return factor, tried
-    return levels[-1], tried
+            break
+    return factor, tried, result
 
 
 def _finite(model, adapter: str) -> bool:
