@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--format", choices=("span", "evidence"), default="evidence")
     ap.add_argument("--set", action="append", default=[], help="a sleep setting, e.g. lr=1e-3 (repeatable)")
-    ap.add_argument("--wikitext", type=Path, help="general text: perplexity on its first 8,192 tokens after each epoch")
+    ap.add_argument("--wikitext", type=Path, help="general text: perplexity on its first quiz.perplexity_tokens tokens after each epoch")
     ap.add_argument("--self-replay", type=float, default=0.0,
                     help="paragraphs the base model writes, per pair, trained as general text (KL, entropy)")
     ap.add_argument("--models", type=Path, help="reuse this folder of converted models")
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         encoded += [encode(loaded.tokenizer, Example(t, None, "general"), settings.sleep.max_tokens) for t in texts]
     print(f"{len(data)} pairs, {sum(len(e.ids) for e in encoded)} tokens an epoch (with any self-replay), {len(quiz)} questions",
           file=sys.stderr)
-    general = general_windows(args.wikitext, loaded.tokenizer, 8192) if args.wikitext else []
+    general = general_windows(args.wikitext, loaded.tokenizer, settings.quiz.perplexity_tokens) if args.wikitext else []
     base_ppl = perplexity(loaded, general) if general else None
     torch.manual_seed(0)  # LoRA's A matrices are drawn at creation
     loaded.model = adapters.new_lora(loaded.model, settings.sleep)

@@ -137,7 +137,7 @@ def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -
     from reverie.models import load_model
     from reverie.quiz.questions import load_questions
     from reverie.quiz.run import Measure
-    from reverie.sleep.adapters import new_lora, strength
+    from reverie.sleep.adapters import new_lora
     from reverie.sleep.data import Example, encode
     from reverie.sleep.night import choose_strength
     from reverie.sleep.train import train
@@ -159,9 +159,8 @@ def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -
                         "tokens_per_second": result.tokens_per_second}
     with model.disable_adapter():
         base = measure(loaded, "base", quiz=False)
-    chosen, tried, _ = choose_strength(loaded, model.active_adapter, measure, base, s.sleep, "raw passages")
-    with strength(model, model.active_adapter, chosen):
-        shrunk = measure(loaded, f"raw passages x{chosen:g}").as_dict()
+    chosen, tried, at = choose_strength(loaded, model.active_adapter, measure, base, s.sleep, "raw passages shrunk")
+    shrunk = at.as_dict()
     shrunk["strength"] = {"chosen": chosen, "tried": tried}
     return figures, shrunk
 

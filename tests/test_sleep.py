@@ -228,18 +228,23 @@ def test_gate_takes_the_strongest_strength_within_bounds(tiny):
     asked = []
 
     def measure(loaded, label, say, quiz=True, rest=True):
-        asked.append(quiz)
+        ratio = layer.scaling["default"] / full
+        asked.append((quiz, rest, ratio))
         # Perplexity rises with the strength of the update: +9% at full strength.
-        return QuizResult(label, 0, None, None, 10.0 * (1 + 0.09 * layer.scaling["default"] / full), None, None)
+        return QuizResult(label, 0, 0.5 if quiz else None, 0.4 if quiz else None,
+                          10.0 * (1 + 0.09 * ratio) if rest else None, None, None)
 
     base = QuizResult("base", 0, None, None, 10.0, None, None)
     loaded = dataclasses.replace(tiny, model=model)
     cfg = SleepConfig()  # perplexity at most +5%; strengths 1, 0.8, 0.65, 0.5, ...
     chosen, tried, at = choose_strength(loaded, "default", measure, base, cfg, "night-1")
-    assert at.perplexity == pytest.approx(10.45) and at.label == "night-1 x0.5"
     assert chosen == 0.5 and [t["strength"] for t in tried] == [1.0, 0.8, 0.65, 0.5]
     assert [t["passed"] for t in tried] == [False, False, False, True]
-    assert not any(asked)  # chosen on perplexity and the probe, never on the quiz
+    # Chosen on perplexity and the probe alone; the quiz is asked once, last, at the strength chosen,
+    # and perplexity is not measured again there.
+    assert [q for q, _, _ in asked] == [False] * 4 + [True]
+    assert asked[-1] == (True, False, 0.5)
+    assert at.label == "night-1" and at.accuracy == 0.5 and at.f1 == 0.4 and at.perplexity == pytest.approx(10.45)
     assert layer.scaling["default"] == full
     strict = cfg.model_copy(update={"max_perplexity_rise": 0.0})
     chosen, tried, _ = choose_strength(loaded, "default", measure, base, strict, "night-1")
@@ -334,7 +339,7 @@ def test_night_kept_at_a_lower_strength_saves_that_strength(sleepy, cli, monkeyp
     tried = [{"strength": 1.0, "perplexity": 99.0, "vendi": None, "passed": False},
              {"strength": 0.5, "perplexity": 10.0, "vendi": None, "passed": True}]
     real = night.choose_strength
-    monkeypatch.setattr(night, "choose_strength", lambda *a: (0.5, tried, real(*a)[2]))
+    monkeypatch.setattr(night, "choose_strength", lambda *a: (0.5, tried, real(*a)[2]))  # figures: the real search's
     r = cli("sleep", "--quiz", sleepy)
     assert r.code == 0, r.err
     assert "strength 0.5" in r.out and "kept: night-1" in r.out, r.out

@@ -267,7 +267,7 @@ def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> 
 def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress):
     from reverie.quiz.questions import held_out_questions
     from reverie.quiz.run import Measure
-    from reverie.sleep.adapters import activate, attach, strength
+    from reverie.sleep.adapters import activate, attach
     from reverie.sleep.gate import decide
 
     settings = rv.settings
@@ -287,12 +287,7 @@ def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress
     if _finite(loaded.model, candidate):
         label = f"night-{night_id}"
         with activate(loaded.model, candidate):
-            chosen, tried, bounded = choose_strength(loaded, candidate, measure, base, cfg, label, say)
-            with strength(loaded.model, candidate, chosen):
-                asked = measure(loaded, label, say, rest=False)
-        # Perplexity and the probe at this strength were measured while choosing it.
-        cand = dataclasses.replace(bounded, label=label, accuracy=asked.accuracy, f1=asked.f1, answers=asked.answers,
-                                   seconds={**asked.seconds, **bounded.seconds})
+            chosen, tried, cand = choose_strength(loaded, candidate, measure, base, cfg, label, say)
     seconds = time.perf_counter() - t0
     figures = {"base": base.as_dict()}
     if parent is not None:
@@ -305,11 +300,12 @@ def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress
 def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None):
     """(strength, tried, figures): the strongest of `sleep.strengths` at which adapter `name` passes
     the gate's forgetting and diversity bounds (the weakest when none does), the perplexity and
-    probe of each strength tried, and the measurement (no quiz) at the one chosen.
+    probe of each strength tried, and the full figures at the one chosen (labelled `label`).
 
     Why: shrinking a LoRA update towards the base model cuts its drift on general text much faster
     than what it learned (BENCHMARKS.md, sixth session). The strength is chosen on perplexity and
-    the probe alone, never on the quiz, so the accuracy the gate then reports is not selected on."""
+    the probe alone; the quiz is asked once, at the strength chosen, so the accuracy the gate
+    reports is not selected on."""
     from reverie.sleep.adapters import strength
     from reverie.sleep.gate import bounds
 
@@ -321,7 +317,12 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None)
         tried.append({"strength": factor, "perplexity": result.perplexity, "vendi": result.vendi, "passed": passed})
         if passed or (result.perplexity is None and result.vendi is None):
             break
-    return factor, tried, result
+    with strength(loaded.model, name, factor):
+        asked = measure(loaded, label, say, rest=False)  # perplexity and the probe are `result`'s
+    return factor, tried, dataclasses.replace(
+        result, label=label, accuracy=asked.accuracy, f1=asked.f1, answers=asked.answers,
+        seconds={**asked.seconds, **result.seconds},
+    )
 
 
 def _finite(model, adapter: str) -> bool:
