@@ -185,6 +185,11 @@ class SleepConfig(_Section):
         1.0, ge=0.0, description="Weight of KL(base || adapted) at replayed answers' first token and on general "
         "text (new examples are never held back); 0 disables."
     )
+    kl_top_k: int = Field(
+        256, ge=0, description="The base model's distribution at the regularised positions, computed once before "
+        "training and kept as its k likeliest tokens plus one bucket for the rest (256 hold 88% of the KL of a "
+        "night's adapter on self-written text); 0: exact, by a base-model pass in every batch of every epoch."
+    )
     entropy_weight: float = Field(
         0.1, ge=0.0, description="Weight of the entropy-floor penalty at the same positions as the KL term; 0 disables."
     )

@@ -74,6 +74,19 @@ def tiny(tiny_model_dir):
     return load_model(str(tiny_model_dir), tiny_model_dir.parent / "models", threads=1)
 
 
+def _moved_lora(tiny, cfg):
+    """A fresh LoRA on the tiny model whose B matrices are random: an adapter that moved."""
+    from reverie.sleep.adapters import new_lora
+
+    model = new_lora(tiny.model, cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    return model
+
+
 # -- loss masking --------------------------------------------------------------------------------
 def test_prompt_tokens_carry_no_loss_and_eos_is_learned(tiny):
     from reverie.config import SleepConfig
@@ -351,6 +364,36 @@ def test_night_kept_at_a_lower_strength_saves_that_strength(sleepy, cli, monkeyp
     assert sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) == []  # the night's adapter alone
 
 
+def test_night_killed_after_saving_its_strength_resumes_to_the_same_adapter(sleepy, monkeypatch):
+    """Killed between saving the adapter at the chosen strength and recording the verdict, the
+    resumed night measures the adapter as trained (not the baked one) and saves the same."""
+    from safetensors.torch import load_file
+
+    from reverie.sleep import night
+    from reverie.store import Store
+
+    _add_dreams(_rv(), facts=False)
+    real = night.choose_strength
+    monkeypatch.setattr(night, "choose_strength", lambda loaded, *a: (0.5, [], real(loaded, *a)[2]))
+    baked = {}
+    verdict = Store.set_adapter_verdict
+
+    def kill_once(self, *a):
+        if not baked:
+            baked.update(load_file(self.adapter("night-1")["path"] + "/adapter_model.safetensors"))
+            raise KeyboardInterrupt
+        return verdict(self, *a)
+
+    monkeypatch.setattr(Store, "set_adapter_verdict", kill_once)
+    with pytest.raises(KeyboardInterrupt):
+        _rv().sleep(quiz_file=sleepy)
+    result = _rv().sleep(quiz_file=sleepy)
+    assert result.resumed and result.status == "kept" and result.figures["strength"]["chosen"] == 0.5
+    again = load_file(Path(_rv().store.adapter("night-1")["path"]) / "adapter_model.safetensors")
+    assert baked.keys() == again.keys() and any(float(v.abs().max()) > 0 for k, v in again.items() if "lora_B" in k)
+    assert all(torch.allclose(baked[k], again[k], atol=1e-7) for k in baked)  # not baked twice (0.25)
+
+
 def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch, tiny_model_dir):
     from safetensors.torch import load_file
 
@@ -436,22 +479,90 @@ def test_regularised_positions(tiny):
     assert int(learn[0].sum()) == len(chat.ids) - n_prompt
 
 
+def test_a_shared_prefix_is_computed_once_with_the_same_loss_and_gradients(tiny, monkeypatch):
+    """Rows that start alike (a chat template's system turn) share one pass over their prefix;
+    the loss, its regularisers and every LoRA gradient are those of the full rows."""
+    from reverie.sleep import train as training
+    from reverie.sleep.data import Example, encode
+
+    tok = tiny.tokenizer
+    cfg = load_settings(overrides={"sleep": {"rank": 4, "kl_weight": 1.0, "entropy_weight": 0.5}}).sleep
+    model = _moved_lora(tiny, cfg)
+    rows = [encode(tok, Example("Rome.", "What is the capital of Italy?", "new"), 100),
+            encode(tok, Example("Madrid is.", "What is the capital of Spain?", "replay"), 100),
+            encode(tok, Example("Lisbon, on the Tagus.", "What is the capital of Portugal, then?", "new"), 100)]
+    batch = training.collate(rows, tok.pad_token_id)
+    learn, reg = training._positions(batch, True)
+    n = training.shared_prefix(batch, learn | reg)
+    assert tok.decode(batch["input_ids"][0, :n]).startswith("<|im_start|>user\nWhat is the capital")
+    assert len(set(batch["input_ids"][:, n].tolist())) > 1  # the rows part at the country
+    assert n >= training.MIN_PREFIX and not (learn | reg)[:, : n - 1].any()
+
+    def run(least: int):
+        monkeypatch.setattr(training, "MIN_PREFIX", least)
+        model.zero_grad()
+        loss, parts = training.micro_loss(model, batch, cfg)
+        loss.backward()
+        return loss.detach(), parts, {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+
+    shared, full = run(training.MIN_PREFIX), run(10**9)
+    assert torch.allclose(shared[0], full[0], atol=1e-5)
+    assert shared[1] == pytest.approx(full[1], abs=1e-5) and shared[1]["kl"] > 0
+    assert all(torch.allclose(shared[2][k], full[2][k], atol=1e-5) for k in full[2])
+    assert any(float(g.abs().max()) > 0 for k, g in full[2].items() if "layers.0." in k)
+    # Nothing shared, nothing split: a single row, or rows that part at once.
+    assert training.shared_prefix(training.collate(rows[:1], tok.pad_token_id), learn[:1]) == 0
+    text = encode(tok, Example("The fox jumps.", None, "general"), 100)
+    mixed = training.collate([rows[0], text], tok.pad_token_id)
+    assert training.shared_prefix(mixed, training._positions(mixed, True)[0]) == 0
+
+
+def test_cached_base_targets_give_the_regularisers_of_a_base_pass(tiny):
+    """The base model's distributions, computed once before training (sleep.kl_top_k), give the
+    loss of a base pass in the batch: exactly with the whole vocabulary kept, and a lower bound
+    of the KL with fewer tokens kept; the entropy floor's default is the same either way."""
+    from reverie.sleep import train as training
+    from reverie.sleep.data import Example, encode
+
+    tok = tiny.tokenizer
+    vocab = tiny.model.config.vocab_size
+    cfg = load_settings(overrides={"sleep": {"rank": 4, "kl_weight": 1.0, "entropy_weight": 0.5,
+                                             "kl_top_k": vocab}}).sleep
+    model = _moved_lora(tiny, cfg)
+    encoded = [encode(tok, Example("Rome.", "What is the capital of Italy?", "new"), 100),
+               encode(tok, Example("The fox jumps over the dog.", None, "general"), 100),
+               encode(tok, Example("Madrid.", "What is the capital of Spain?", "replay"), 100),
+               encode(tok, Example("A cat sat on the mat, then slept.", None, "general"), 100)]
+    seen, mode = [], model.training
+    targets = training.base_targets(model, encoded, cfg, tok.pad_token_id, progress=seen.append)
+    assert targets[0] is None and all(t is not None for t in targets[1:])
+    assert targets[2].logp.shape[0] == 1 and targets[1].logp.shape[0] == len(encoded[1].ids) - 1
+    assert seen and seen[-1]["done"] == seen[-1]["total"] and model.training == mode
+    batch = training.collate(encoded, tok.pad_token_id)
+    exact, exact_parts = training.micro_loss(model, batch, cfg)
+    cached, cached_parts = training.micro_loss(model, batch, cfg, targets)
+    assert float(cached) == pytest.approx(float(exact), abs=1e-5)
+    assert cached_parts == pytest.approx(exact_parts, abs=1e-5) and exact_parts["entropy_pen"] >= 0
+
+    few = cfg.model_copy(update={"kl_top_k": 8})
+    _, top_parts = training.micro_loss(model, batch, few, training.base_targets(model, encoded, few, tok.pad_token_id))
+    assert 0 < top_parts["kl"] <= exact_parts["kl"] + 1e-6
+    assert top_parts["entropy_pen"] == pytest.approx(exact_parts["entropy_pen"], abs=1e-5)
+    # With the whole vocabulary kept the rest bucket is empty, and still the gradient is finite.
+    cached.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
 def test_kl_uses_the_base_model_on_the_regularised_rows_only(tiny):
     """micro_loss runs the base model only on rows holding a regularised position; its KL term is
     the one computed from a base pass over the whole batch."""
-    from reverie.sleep.adapters import new_lora
     from reverie.sleep.data import Example, encode
     from reverie.sleep.regularisers import kl_to_base
     from reverie.sleep.train import _log_probs, _positions, collate, micro_loss
 
     tok = tiny.tokenizer
     cfg = load_settings(overrides={"sleep": {"rank": 4, "kl_weight": 1.0, "entropy_weight": 0.0}}).sleep
-    model = new_lora(tiny.model, cfg)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)  # an adapter that moved
+    model = _moved_lora(tiny, cfg)
     rows = [encode(tok, Example("Rome.", "What is the capital of Italy?", "new"), 100),
             encode(tok, Example("The fox jumps over the dog.", None, "general"), 100),
             encode(tok, Example("Madrid.", "What is the capital of Spain?", "new"), 100)]

@@ -64,6 +64,8 @@ def sleep_cmd(
                 key, done, total, text = f"dream {info['phase']}", info["done"], info["total"], ""
             elif phase == "replay":
                 key, done, total, text = "replay text", info["done"], info["total"], ""
+            elif phase == "targets":  # before the steps: the base model's distributions, once
+                key, done, total, text = info["stage"], info["done"], info["total"], ""
             elif phase == "train":
                 key, done, total = "train steps", info["step"], info["steps"]
                 text = f"loss {info['loss']:.3f}, {info['tokens_per_second']:.0f} tokens/s"

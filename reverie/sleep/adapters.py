@@ -57,7 +57,13 @@ def save_adapter(model, path: Path | str, base_identity: str, meta: dict | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
     try:
-        model.save_pretrained(str(tmp), selected_adapters=[model.active_adapter])
+        name = model.active_adapter
+        model.save_pretrained(str(tmp), selected_adapters=[name])
+        nested = tmp / name  # PEFT writes an adapter not named 'default' into a subfolder of its name
+        if name != "default" and (nested / "adapter_config.json").is_file():
+            for f in nested.iterdir():
+                f.rename(tmp / f.name)
+            nested.rmdir()
         (tmp / META).write_text(json.dumps({"base_model": base_identity, **(meta or {})}, indent=1), encoding="utf-8")
         if path.exists():
             shutil.rmtree(path)
@@ -151,6 +157,12 @@ def bake_strength(model, name: str, factor: float) -> None:
     with torch.no_grad():
         for m in _lora_layers(model, name):
             m.lora_B[name].weight.mul_(factor)
+
+
+def saved_strength(path: Path | str) -> float:
+    """The strength baked into the adapter saved at `path` (1.0 when none was)."""
+    meta = Path(path) / META
+    return float(json.loads(meta.read_text(encoding="utf-8")).get("strength", 1.0)) if meta.is_file() else 1.0
 
 
 def merge(loaded, row, out_dir: Path | str) -> Path:

@@ -56,7 +56,7 @@ from reverie.quiz.questions import Question, dream_question, holdout, load_quest
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
 
-Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, train, quiz
+Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, targets, train, quiz
 
 
 @dataclass
@@ -210,7 +210,8 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
         model = (adapters.load_trainable(loaded.model, parent["path"], loaded.identity) if parent
                  else adapters.new_lora(loaded.model, cfg))
         result = train(model, loaded.tokenizer, encoded, cfg, seed, folder / "checkpoint.pt",
-                       progress=(lambda info: progress("train", info)) if progress else None)
+                       progress=(lambda info: progress("targets" if "stage" in info else "train", info))
+                       if progress else None)
         training = {"steps": result.steps, "resumed_at_step": result.start_step, "tokens": result.tokens,
                     "seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
                     "final_loss": result.final_loss, "autocast_bf16": result.autocast, "history": result.history}
@@ -222,6 +223,11 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     else:
         training = json.loads(candidate["metrics"])["training"]
         loaded = adapters.attach(loaded, candidate)
+        baked = adapters.saved_strength(candidate["path"])
+        if baked != 1.0:
+            # Killed after the kept adapter was saved at its strength and before the verdict was
+            # recorded: the gate measures the adapter as trained again, and chooses the same.
+            adapters.bake_strength(loaded.model, candidate["name"], 1 / baked)
     timings["train"] = time.perf_counter() - t0
 
     candidate_name = loaded.model.active_adapter

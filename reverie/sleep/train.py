@@ -11,11 +11,19 @@ linear decay. The loss of a micro-batch is the mean cross-entropy over its answe
 floor penalty on the regularised positions: in replayed examples the position that predicts
 the first answer token (where the base model's spread of answers opens), and every position of
 general text (reverie.sleep.regularisers). New examples are not regularised, so a first night
-with neither general text nor self-written replay trains on cross-entropy alone; the base
-forward pass the regularisers need (no grad) runs only on the rows of a batch that hold a
-regularised position. Logits are computed only at the positions that are scored: with a
-49k-token vocabulary the output layer is a large share of the cost, and most tokens of a short
-example are prompt.
+with neither general text nor self-written replay trains on cross-entropy alone.
+
+Where the time goes, and what is not spent: a step is matrix products over its tokens (the
+CPU's float32 limit, ~300 tokens/s for this model), so
+- logits are computed only at the positions that are scored: with a 49k-token vocabulary the
+  output layer is a large share of the cost, and most tokens of a short example are prompt;
+- the prefix every row of a batch shares (the chat template's system turn: 22 of a cloze pair's
+  ~52 tokens with the default model) is computed once per batch and attended to through its
+  key/value cache, with the same loss and gradients (`shared_prefix`);
+- the base model's distributions, which the regularisers need and which do not change during
+  the night, are computed once before the first step and kept as their top `kl_top_k` tokens
+  (`base_targets`), not by a base pass in every batch of every epoch (`kl_top_k: 0` does that,
+  exactly, on the rows that hold a regularised position).
 
 bfloat16 autocast is used when `sleep.autocast` says so ('auto': only on CPUs with native bf16,
 AVX512-BF16 or AMX; emulated bf16 is slower than float32). A checkpoint is written every
@@ -36,9 +44,11 @@ import torch
 
 from reverie.sleep.checkpoint import load_checkpoint, save_checkpoint
 from reverie.sleep.data import IGNORE, Encoded, batches
-from reverie.sleep.regularisers import entropy, entropy_floor, kl_to_base
+from reverie.sleep.regularisers import entropy, entropy_floor, kl_to_base, kl_to_base_top, rest_log_mass
 
+MIN_PREFIX = 8  # shared tokens worth a separate pass (reverie.sleep.train.shared_prefix)
 Progress = Callable[[dict], None]  # {"step", "steps", "loss", "parts" (ce/kl/entropy_pen), "tokens_per_second"}
+# (first, with cached base targets: {"stage", "done", "total"} while they are computed)
 
 
 @dataclass
@@ -54,6 +64,17 @@ class TrainResult:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class BaseTargets:
+    """The base model's next-token distribution at one example's regularised positions, as its
+    top-k tokens: what the regularisers hold the adapted model to (`sleep.kl_top_k`)."""
+
+    logp: torch.Tensor  # [P, k] log-probabilities of the k likeliest tokens
+    ids: torch.Tensor  # [P, k] those tokens (int32: half the memory of torch's int64 indices)
+    rest: torch.Tensor  # [P] log of the probability of every other token
+    entropy: torch.Tensor  # [P] entropy of the full distribution (the entropy floor's default)
 
 
 def native_bf16() -> bool:
@@ -120,41 +141,107 @@ def _positions(batch: dict[str, torch.Tensor], regularise: bool) -> tuple[torch.
     return learn, first | (real & general)
 
 
+def shared_prefix(batch: dict[str, torch.Tensor], where: torch.Tensor) -> int:
+    """Tokens that every row of `batch` starts with, up to its first position in `where`.
+
+    The rows of a batch of chat examples share the template's system turn and the opening of the
+    user turn: 22 of a cloze pair's ~52 tokens with the default model. 0 when fewer than
+    MIN_PREFIX are shared (plain text, a mixed batch, a single row)."""
+    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+    if ids.shape[0] < 2:
+        return 0
+    n = int((((ids == ids[:1]) & mask).all(0)).long().cumprod(0).sum())
+    scored = where.any(0).nonzero()
+    # Position t predicts token t+1 from the hidden state at t, which must come from the rows' own
+    # pass: the prefix stops at the first scored position, and at least one token is left.
+    n = min(n, int(scored[0]) if len(scored) else n, ids.shape[1] - 1)
+    return n if n >= MIN_PREFIX else 0
+
+
 def _log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities [P, V] (float32) at the positions `where` [B, L-1] (position t predicts t+1)."""
+    """Log-probabilities [P, V] (float32) at the positions `where` [B, L-1] (position t predicts t+1).
+
+    A prefix shared by every row is computed once, as a one-row pass whose key/value cache the
+    rows then attend to: the loss and its gradients are those of the full rows (the cache keeps
+    the graph, so the prefix's LoRA weights get their gradient from every row), at the cost of
+    the rows' own tokens."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    n = shared_prefix(batch, where)
+    cache = None
+    if n:
+        cache = model(input_ids=ids[:1, :n], use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(ids.shape[0])
     out = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
-        logits_to_keep=1, use_cache=False,
+        input_ids=ids[:, n:], attention_mask=mask, past_key_values=cache, output_hidden_states=True,
+        logits_to_keep=1, use_cache=cache is not None,
     )
-    hidden = out.hidden_states[-1][:, :-1][where]
+    hidden = out.hidden_states[-1][:, :-1][where[:, n:]]
     logits = model.get_output_embeddings()(hidden)
     return torch.log_softmax(logits.float(), -1)
 
 
-def micro_loss(model, batch, cfg) -> tuple[torch.Tensor, dict[str, float]]:
+def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, progress: Progress | None = None,
+                 ) -> list[BaseTargets | None]:
+    """The base model's top `cfg.kl_top_k` tokens at the regularised positions of every replayed
+    or general example (None for new ones), from one pass with the adapter disabled.
+
+    The base model does not change during a night, so its distributions are computed once here
+    instead of by a base pass in every micro-batch of every epoch. Deterministic: a resumed night
+    computes the same."""
+    rows = [i for i, e in enumerate(encoded) if e.kind != "new"]
+    out: list[BaseTargets | None] = [None] * len(encoded)
+    plan = batches([len(encoded[i].ids) for i in rows], cfg.batch_tokens, 0, 1)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), model.disable_adapter():
+        for done, chunk in enumerate(plan, 1):
+            idx = [rows[j] for j in chunk]
+            batch = collate([encoded[i] for i in idx], pad_id)
+            _, reg = _positions(batch, True)
+            logp = _log_probs(model, batch, reg)
+            for i, part in zip(idx, logp.split(reg.sum(1).tolist()), strict=True):
+                top, ids = part.topk(min(cfg.kl_top_k, part.shape[-1]), -1)
+                out[i] = BaseTargets(top, ids.int(), rest_log_mass(part, ids), entropy(part))
+            if progress:
+                progress({"stage": "base targets", "done": done, "total": len(plan)})
+    model.train(was_training)
+    return out
+
+
+def micro_loss(model, batch, cfg, targets: list[BaseTargets | None] | None = None,
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of one micro-batch (see the module docstring). `targets`, one per row, are the
+    base model's cached distributions (base_targets); without them the base model runs here."""
     regularise = cfg.kl_weight > 0 or cfg.entropy_weight > 0
     learn, reg = _positions(batch, regularise)
     regularise = regularise and bool(reg.any())
     logp = _log_probs(model, batch, learn | reg)
     # Row order of logp follows the flattened mask, so sub-selections are masks over its rows.
     flat_learn, flat_reg = learn[learn | reg], reg[learn | reg]
-    targets = batch["labels"][:, 1:][learn]
-    loss = torch.nn.functional.nll_loss(logp[flat_learn], targets) if targets.numel() else logp.sum() * 0
+    gold = batch["labels"][:, 1:][learn]
+    loss = torch.nn.functional.nll_loss(logp[flat_learn], gold) if gold.numel() else logp.sum() * 0
     parts = {"ce": float(loss.detach())}
     if regularise:
-        # The base model's pass runs only on the rows that hold a regularised position: in a
-        # batch that mixes new examples with replay, the others would be computed for nothing.
-        rows = reg.any(1)
-        sub = {k: v[rows] for k, v in batch.items()}
-        with torch.no_grad(), model.disable_adapter():
-            base = _log_probs(model, sub, reg[rows])
         adapted = logp[flat_reg]
-        if cfg.kl_weight > 0:
-            kl = kl_to_base(adapted, base)
+        if targets is not None:
+            held = [t for t, r in zip(targets, reg.any(1).tolist(), strict=True) if r]
+            top, ids, rest, base_entropy = (torch.cat([getattr(t, f) for t in held]) for f in
+                                            ("logp", "ids", "rest", "entropy"))
+            kl = kl_to_base_top(adapted, top, ids.long(), rest) if cfg.kl_weight > 0 else None
+        else:
+            # The base model's pass runs only on the rows that hold a regularised position: in a
+            # batch that mixes new examples with replay, the others would be computed for nothing.
+            rows = reg.any(1)
+            sub = {k: v[rows] for k, v in batch.items()}
+            with torch.no_grad(), model.disable_adapter():
+                base = _log_probs(model, sub, reg[rows])
+            base_entropy = entropy(base)
+            kl = kl_to_base(adapted, base) if cfg.kl_weight > 0 else None
+        if kl is not None:
             loss = loss + cfg.kl_weight * kl
             parts["kl"] = float(kl.detach())
         if cfg.entropy_weight > 0:
-            floor = entropy(base) if cfg.entropy_floor is None else cfg.entropy_floor
+            floor = base_entropy if cfg.entropy_floor is None else cfg.entropy_floor
             pen = entropy_floor(adapted, floor)
             loss = loss + cfg.entropy_weight * pen
             parts["entropy_pen"] = float(pen.detach())
@@ -180,9 +267,12 @@ def train(
     start, _ = load_checkpoint(checkpoint, model, optimizer, scheduler)
     bf16 = use_autocast(cfg.autocast)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tokens, t0 = 0, time.perf_counter()  # the base model's pass is part of training's time
+    cached = None
+    if cfg.kl_top_k and (cfg.kl_weight > 0 or cfg.entropy_weight > 0) and start < steps:
+        cached = base_targets(model, encoded, cfg, pad, progress)
     model.train()
     history: list[float] = []
-    tokens, t0 = 0, time.perf_counter()
     try:
         for step in range(start, steps):
             micro = plan[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]
@@ -191,7 +281,7 @@ def train(
                 batch = collate([encoded[i] for i in idx], pad)
                 ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
                 with ctx:
-                    loss, parts = micro_loss(model, batch, cfg)
+                    loss, parts = micro_loss(model, batch, cfg, cached and [cached[i] for i in idx])
                 (loss / len(micro)).backward()
                 step_loss += float(loss.detach()) / len(micro)
                 tokens += int(batch["attention_mask"].sum())
