@@ -55,8 +55,8 @@ Progress = Callable[[dict], None]  # {"step", "steps", "loss", "parts" (ce/kl/en
 class TrainResult:
     steps: int
     start_step: int  # > 0 when resumed from a checkpoint
-    tokens: int  # real (unpadded) tokens processed by this call
-    seconds: float
+    tokens: int  # real (unpadded) tokens of the examples this call trained on, a shared prefix in every row
+    seconds: float  # wall time of this call, the base targets' pass included
     final_loss: float  # mean loss over the last 10 steps
     autocast: bool
     history: list[float] = field(default_factory=list)  # loss per step (this call's steps)
