@@ -44,6 +44,18 @@ def pairs(passage: str, evidence: bool) -> list[tuple[str, str, str]]:
     return out
 
 
+def scratch_base(models: Path | None, sleep: dict | None = None, prefix: str = "reverie-formats-"):
+    """(home, settings, loaded base model) in a fresh temporary home; `models` reuses converted models."""
+    from reverie.app import Reverie
+    from reverie.config import load_settings
+
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    if models:
+        (home / "models").symlink_to(models.resolve())
+    settings = load_settings(home=home, overrides={"sleep": sleep or {}})
+    return home, settings, Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr)).load_base()
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path, help="squad_dev_200.json (SEAL's split)")
@@ -62,8 +74,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
     from sleep_rerun import _setting  # bench/ is on the path: run as a script
 
-    from reverie.app import Reverie
-    from reverie.config import load_settings
     from reverie.models import SamplingParams, TransformersBackend
     from reverie.quiz.run import general_windows, perplexity
     from reverie.quiz.score import contained
@@ -79,11 +89,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for text in args.set:
         path, value = _setting(text)
         sleep[".".join(path)] = value
-    home = Path(tempfile.mkdtemp(prefix="reverie-formats-"))
-    if args.models:
-        (home / "models").symlink_to(args.models.resolve())
-    settings = load_settings(home=home, overrides={"sleep": sleep})
-    loaded = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr)).load_base()
+    home, settings, loaded = scratch_base(args.models, sleep)
     encoded = [encode(loaded.tokenizer, Example(answer, question, "new"), settings.sleep.max_tokens)
                for question, answer, _ in data]
     if args.self_replay:

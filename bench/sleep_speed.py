@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,21 +37,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import torch
-    from sleep_formats import pairs  # bench/ is on the path: run as a script
+    from sleep_formats import pairs, scratch_base  # bench/ is on the path: run as a script
 
-    from reverie.app import Reverie
-    from reverie.config import load_settings
     from reverie.sleep import adapters
     from reverie.sleep import train as training
     from reverie.sleep.data import Example, batches, encode, general_examples
 
     passages = json.loads(args.data.read_text(encoding="utf-8"))[: args.passages]
     data = [t for p in passages for t in pairs(p["context"], False)]
-    home = Path(tempfile.mkdtemp(prefix="reverie-speed-"))
-    if args.models:
-        (home / "models").symlink_to(args.models.resolve())
-    settings = load_settings(home=home)
-    loaded = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr)).load_base()
+    home, settings, loaded = scratch_base(args.models, prefix="reverie-speed-")
     tok, cfg = loaded.tokenizer, settings.sleep
     examples = [Example(answer, question, "new") for question, answer, _ in data]
     if args.general:

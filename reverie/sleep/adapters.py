@@ -78,11 +78,15 @@ def check_dir(path: Path | str, base_identity: str) -> None:
     path = Path(path)
     if not (path / "adapter_config.json").is_file():
         raise ReverieError(f"{path} is not a LoRA adapter: expected a directory with adapter_config.json")
-    meta = path / META
-    if meta.is_file():
-        base = json.loads(meta.read_text(encoding="utf-8")).get("base_model")
-        if base and base != base_identity:
-            raise ReverieError(f"the adapter {path} was trained for the base model {base}, not {base_identity}")
+    base = read_meta(path).get("base_model")
+    if base and base != base_identity:
+        raise ReverieError(f"the adapter {path} was trained for the base model {base}, not {base_identity}")
+
+
+def read_meta(path: Path | str) -> dict:
+    """The adapter's `reverie_adapter.json` ({} for a plain PEFT adapter without one)."""
+    meta = Path(path) / META
+    return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
 
 
 def registered(store, name: str, base_identity: str):
@@ -157,12 +161,6 @@ def bake_strength(model, name: str, factor: float) -> None:
     with torch.no_grad():
         for m in _lora_layers(model, name):
             m.lora_B[name].weight.mul_(factor)
-
-
-def saved_strength(path: Path | str) -> float:
-    """The strength baked into the adapter saved at `path` (1.0 when none was)."""
-    meta = Path(path) / META
-    return float(json.loads(meta.read_text(encoding="utf-8")).get("strength", 1.0)) if meta.is_file() else 1.0
 
 
 def merge(loaded, row, out_dir: Path | str) -> Path:

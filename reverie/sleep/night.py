@@ -223,7 +223,7 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     else:
         training = json.loads(candidate["metrics"])["training"]
         loaded = adapters.attach(loaded, candidate)
-        baked = adapters.saved_strength(candidate["path"])
+        baked = float(adapters.read_meta(candidate["path"]).get("strength", 1.0))
         if baked != 1.0:
             # Killed after the kept adapter was saved at its strength and before the verdict was
             # recorded: the gate measures the adapter as trained again, and chooses the same.
