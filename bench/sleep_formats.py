@@ -6,10 +6,11 @@
 
 A training ablation for the SEAL protocol that takes minutes, not a night: every answer span of
 the first N passages becomes a cloze pair (reverie.dream.spans: the span's clause asked in place,
-as the `cloze` generator writes it), formatted as `--format span` (the answer alone) or
-`--format evidence` (the answer, then its sentence: reverie.sleep.data.with_evidence). A fresh
-LoRA trains on them one epoch at a time at a constant learning rate after a 10% warm-up in the
-first epoch. By default no regulariser runs (it measures learning); `--self-replay R` adds R
+as the `cloze` generator writes it), answered as `--format span` (the span alone), `--format
+evidence` (the span, then its sentence: reverie.sleep.data.with_evidence), `--format own` (as the
+base model says it, told the answer: reverie.sleep.own_words, a night's default) or `--format
+template` ("The answer is: <span>.", own words' fallback for every pair). A fresh LoRA trains on
+them one epoch at a time at a constant learning rate after a 10% warm-up in the first epoch. By default no regulariser runs (it measures learning); `--self-replay R` adds R
 paragraphs per pair written by the base model (reverie.sleep.self_replay), trained as general
 text with KL to the base model (kl_weight 1 unless --set says otherwise), as a night does.
 
@@ -44,6 +45,16 @@ def pairs(passage: str, evidence: bool) -> list[tuple[str, str, str]]:
     return out
 
 
+def own_words(backend, data):
+    """Each answer as the base model says it, told the answer (reverie.sleep.own_words)."""
+    from reverie.sleep.own_words import FALLBACK, phrase
+
+    said = phrase(backend, [(q, a) for q, _, a in data])
+    fallback = sum(t == FALLBACK.format(answer=a.rstrip(". ")) for t, (_, _, a) in zip(said, data, strict=True))
+    print(f"own words: {len(data) - fallback} of {len(data)} answers phrased by the model", file=sys.stderr)
+    return [(q, t, a) for t, (q, _, a) in zip(said, data, strict=True)]
+
+
 def scratch_base(models: Path | None, sleep: dict | None = None, prefix: str = "reverie-formats-"):
     """(home, settings, loaded base model) in a fresh temporary home; `models` reuses converted models."""
     from reverie.app import Reverie
@@ -61,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--data", required=True, type=Path, help="squad_dev_200.json (SEAL's split)")
     ap.add_argument("--passages", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--format", choices=("span", "evidence"), default="evidence")
+    ap.add_argument("--format", choices=("span", "evidence", "template", "own"), default="evidence")
     ap.add_argument("--set", action="append", default=[], help="a sleep setting, e.g. lr=1e-3 (repeatable)")
     ap.add_argument("--wikitext", type=Path, help="general text: perplexity on its first quiz.perplexity_tokens tokens after each epoch")
     ap.add_argument("--self-replay", type=float, default=0.0,
@@ -90,6 +101,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         path, value = _setting(text)
         sleep[".".join(path)] = value
     home, settings, loaded = scratch_base(args.models, sleep)
+    if args.format == "template":  # own words' fallback for every answer
+        data = [(q, f"The answer is: {a}.", a) for q, a, _ in data]
+    elif args.format == "own":
+        data = own_words(TransformersBackend(loaded, batch_size=16), data)
     encoded = [encode(loaded.tokenizer, Example(answer, question, "new"), settings.sleep.max_tokens)
                for question, answer, _ in data]
     if args.self_replay:

@@ -164,6 +164,12 @@ class SleepConfig(_Section):
         "The model memorises its answers twice as fast, but the sentences are passage text, and a full night with "
         "them tripled wikitext perplexity (BENCHMARKS.md): off until forgetting is held with it.",
     )
+    own_words: bool = Field(
+        False, description="Train each question-answer dream's answer as the base model says it in one sentence, "
+        "told the answer (reverie.sleep.own_words), not as the bare span. Unregularised, it forgot a third as much "
+        "per epoch; in full nights it lowered the joke probe's Vendi, so the gate kept weaker adapters (BENCHMARKS.md, "
+        "eighth session): off by default. `evidence` takes precedence."
+    )
     include_sources: bool = Field(
         False,
         description="Also train on the night's source chunks themselves, each as the answer to a recall "

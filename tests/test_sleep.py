@@ -52,6 +52,17 @@ def sleepy(home, tmp_path, monkeypatch):
     return quiz
 
 
+def _killed_in(rv, quiz, phase: str) -> None:
+    """Start a night and kill it (as Ctrl-C does) at its first progress report of `phase`."""
+
+    def kill(p, info):
+        if p == phase:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rv.sleep(quiz_file=quiz, progress=kill)
+
+
 def _rv():
     from reverie.app import Reverie
 
@@ -135,6 +146,8 @@ def test_question_answer_dreams_are_chat_turns_with_their_evidence():
     assert ex.prompt == "The main façade stretches how many feet?"
     assert ex.text == f"720 feet. {sentence}"
     assert from_dream(row, "V&A").text == "720 feet"  # evidence off: the span alone
+    assert from_dream(row, "V&A", said="It stretches 720 feet.").text == "It stretches 720 feet."  # own words
+    assert from_dream(row, "V&A", evidence=True, said="It stretches 720 feet.").text == f"720 feet. {sentence}"
     # a sentence that opens with the answer is not said twice
     first = {**row, "text": "Q: Who wrote it?\nA: Aston Webb",
              "metrics": json.dumps({"entropy": {"answer": "Aston Webb", "sentence": "Aston Webb wrote it."}})}
@@ -151,6 +164,41 @@ def test_question_answer_dreams_are_chat_turns_with_their_evidence():
     # other dreams answer a recall question about their document
     facts = from_dream({"id": 4, "generator": "facts", "text": sentence}, "V&A", evidence=True)
     assert facts.text == sentence and "V&A" in facts.prompt
+
+
+def test_answers_in_the_models_own_words_keep_only_what_the_question_and_answer_say():
+    from reverie.sleep.own_words import FALLBACK, PROMPT, own_answer, phrase
+
+    q = "The final part of the museum designed by whom was the Art Library?"
+    # the model's restatement is kept whole
+    assert own_answer("The Art Library was the final part of the museum designed by Scott. It opened late.", q,
+                      "Scott") == "The Art Library was the final part of the museum designed by Scott."
+    # what it adds after the answer that the question never said is cut at the clause
+    assert own_answer("The final part of the museum was designed by Scott, a renowned American artist.", q,
+                      "Scott") == "The final part of the museum was designed by Scott."
+    # and after the answer itself when the clause goes on with them
+    assert own_answer("The museum's final part was designed by Scott who was famous in Paris.", q,
+                      "Scott") == "The museum's final part was designed by Scott."
+    # the prompt's own words are not claims
+    assert own_answer("The correct answer is Scott.", q, "Scott") == "The correct answer is Scott."
+    # no sentence with the answer, or a claim of its own before it: the fallback
+    assert own_answer("It was designed by Aston Webb.", q, "Scott") == FALLBACK.format(answer="Scott")
+    assert own_answer("A renowned painter, Scott designed it.", q, "Scott") == FALLBACK.format(answer="Scott")
+    assert own_answer("Scott!", q, "Scott") == "Scott!"
+
+    class Backend:  # answers the way the default model does, told the answer
+        def generate(self, prompts, params, progress=None):
+            from reverie.models.backend import Generation
+
+            self.prompts, self.params = prompts, params
+            return [Generation(text="The museum's final part was designed by Scott.\nMore.", n_tokens=12,
+                               prompt_tokens=40, finish_reason="stop")
+                    for _ in prompts]
+
+    backend = Backend()
+    assert phrase(backend, [(q, "Scott")]) == ["The museum's final part was designed by Scott."]
+    assert backend.prompts == [[{"role": "user", "content": PROMPT.format(question=q, answer="Scott")}]]
+    assert backend.params.temperature == 0.0 and phrase(backend, []) == []
 
 
 def test_batches_are_deterministic_and_bounded():
@@ -590,12 +638,7 @@ def test_self_replay_paragraphs_are_written_by_the_base_and_replayed(sleepy, mon
     rv = _rv()
     _add_dreams(rv)
 
-    def kill_while_writing(phase, info):
-        if phase == "replay":
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        rv.sleep(quiz_file=sleepy, progress=kill_while_writing)
+    _killed_in(rv, sleepy, "replay")
     assert rv.store.night(1)["status"] == "interrupted"  # the night had started: it resumes
     phases = set()
     result = _rv().sleep(quiz_file=sleepy, progress=lambda p, i: phases.add(p))
@@ -609,3 +652,42 @@ def test_self_replay_paragraphs_are_written_by_the_base_and_replayed(sleepy, mon
     with activate(rv.loaded.model, None):
         again = self_replay.write_general(rv.backend, 12, json.loads(rv.store.night(1)["config"])["seed"])
     assert again == texts
+
+
+def test_answers_are_phrased_by_the_base_once_stored_with_the_plan_and_trained(sleepy, monkeypatch):
+    """sleep.own_words: the base model phrases every question-answer dream's answer once, stored
+    with the night's plan (a night killed while phrasing resumes and phrases again; one killed
+    later trains on what was stored), and the training examples answer with those texts."""
+    from reverie.quiz.score import contained
+    from reverie.sleep import night as night_mod
+    from reverie.sleep import own_words, records
+
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
+    monkeypatch.setenv("REVERIE_SLEEP__SELF_REPLAY", "0")
+    monkeypatch.setenv("REVERIE_SLEEP__OWN_WORDS", "true")
+    monkeypatch.setattr(own_words, "MAX_NEW_TOKENS", 8)
+    rv = _rv()
+    _add_dreams(rv)
+
+    _killed_in(rv, sleepy, "answers")
+    assert rv.store.night(1)["status"] == "interrupted"
+    assert not json.loads(rv.store.night(1)["config"]).get("own_words")  # stored once all are phrased
+
+    _killed_in(_rv(), sleepy, "train")
+    config = json.loads(rv.store.night(1)["config"])
+    said = config["own_words"]["texts"]
+    qa_rows = [r for r in records.night_dreams(rv.store, 1, ("train",)) if r["generator"] == "qa"]
+    assert sorted(said) == sorted(str(r["id"]) for r in qa_rows) and len(said) == 3
+    answers = {str(r["id"]): r["text"].split("\nA: ")[1] for r in qa_rows}
+    assert all(contained(said[k], answers[k]) for k in said)  # the model's words, or the fallback: never without it
+
+    phrased = []
+    monkeypatch.setattr(own_words, "phrase", lambda *a, **k: phrased.append(1) or [])
+    captured = {}
+    examples = night_mod._examples
+    monkeypatch.setattr(night_mod, "_examples", lambda *a: captured.setdefault("ex", examples(*a)))
+    result = _rv().sleep(quiz_file=sleepy)
+    assert result.resumed and not phrased  # stored with the plan: not phrased again
+    taught = {ex.prompt: ex.text for ex in captured["ex"] if ex.prompt in dict(QA)}
+    assert sorted(taught.values()) == sorted(said.values())
+    assert result.timings["answers"] > 0

@@ -64,6 +64,8 @@ def sleep_cmd(
                 key, done, total, text = f"dream {info['phase']}", info["done"], info["total"], ""
             elif phase == "replay":
                 key, done, total, text = "replay text", info["done"], info["total"], ""
+            elif phase == "answers":
+                key, done, total, text = "own words", info["done"], info["total"], ""
             elif phase == "targets":  # before the steps: the base model's distributions, once
                 key, done, total, text = info["stage"], info["done"], info["total"], ""
             elif phase == "train":
@@ -96,6 +98,7 @@ def sleep_cmd(
     console.print(
         f"cost: dream {t['dream']:.0f} s ({k['dreamed']:.0f} tokens kept of {k['generated']:.0f} generated), "
         + (f"replay text {t['replay']:.0f} s, " if t.get("replay") else "")
+        + (f"own words {t['answers']:.0f} s, " if t.get("answers") else "")
         + f"train {t['train']:.0f} s ({k['examples']:.0f} examples, {k['trained']:.0f} tokens at "
         f"{k['tokens_per_second']:.0f} tokens/s), quiz {t['quiz']:.0f} s; total {t['total']:.0f} s",
         highlight=False,

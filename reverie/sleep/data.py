@@ -52,18 +52,20 @@ class Encoded:
     kind: str
 
 
-def from_dream(row, title: str, kind: str = "new", evidence: bool = False) -> Example:
+def from_dream(row, title: str, kind: str = "new", evidence: bool = False, said: str | None = None) -> Example:
     """The chat example of one stored dream (a row with id, generator, text, optionally metrics).
 
     With `evidence`, a question-answer dream whose answer is a span of a source sentence (qa,
     cloze and spar record it) is answered with the span and then that sentence: see
-    `with_evidence`."""
+    `with_evidence`. Otherwise `said`, when given, is its answer (reverie.sleep.own_words)."""
     if row["generator"] in QA_GENERATORS:
         pairs = parse_qa(row["text"])
         if pairs:
             question, answer = pairs[0]
             if evidence:
                 answer = with_evidence(answer, _sentence(row, answer))
+            elif said:
+                answer = said
             return Example(answer, question, kind)
     template = RECALL[random.Random(f"recall:{row['id']}").randrange(len(RECALL))]
     return Example(row["text"], template.format(title=title or "what you read"), kind)

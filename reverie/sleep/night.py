@@ -8,8 +8,9 @@
    generators in `sleep.generators` (by default qa and cloze: a closed-book quiz asks questions,
    and question-answer pairs taught the default model far more than restatements did).
 2. Plan (stored with the night, so a killed night resumes with the same data): the pending dreams
-   (kept by dreaming, not yet learned by a kept night) are the night's new examples (with
-   `sleep.evidence`, each question answered with its span and then its source sentence). Without a
+   (kept by dreaming, not yet learned by a kept night) are the night's new examples: each
+   question answered with its span (with `sleep.evidence`, the span and then its source
+   sentence; with `sleep.own_words`, as the base model says it: reverie.sleep.own_words). Without a
    quiz file, a share (`quiz.holdout`) of their question-answer dreams is held out as quiz
    questions, never trained on, and dreams asking the same question are dropped from training.
    Replay: earlier nights' learned dreams (`replay_ratio` per new example) and slices of
@@ -56,7 +57,7 @@ from reverie.quiz.questions import Question, dream_question, holdout, load_quest
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
 
-Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, targets, train, quiz
+Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, answers, targets, train, quiz
 
 
 @dataclass
@@ -170,6 +171,26 @@ def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
     return write_general(backend, n, seed, say if progress else None)
 
 
+def _own_words(rv, loaded, rows, progress) -> dict[str, str]:
+    """{dream id: its answer as the base model says it} for the question-answer dreams in `rows`."""
+    from reverie.models import TransformersBackend
+    from reverie.sleep.own_words import phrase
+
+    asked = [(r["id"], q) for r in rows if r["generator"] in QA_GENERATORS and (q := dream_question(r["text"]))]
+    if not asked:
+        return {}
+    done = [0]
+
+    def say(k: int) -> None:
+        done[0] += k
+        progress("answers", {"done": done[0], "total": len(asked)})
+
+    rv.log(f"phrasing {len(asked)} answers in the base model's own words (sleep.own_words)")
+    backend = TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
+    texts = phrase(backend, [(q.question, q.answer) for _, q in asked], say if progress else None)
+    return {str(i): t for (i, _), t in zip(asked, texts, strict=True)}
+
+
 def _asks_held_out(row, held: list[Question]) -> bool:
     if row["generator"] not in QA_GENERATORS:
         return False
@@ -193,7 +214,14 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
         replay["texts"] = _self_replay(rv, loaded, replay["n"], seed, progress) if replay["n"] else []
         replay["seconds"] = time.perf_counter() - t0
         store.set_night_config(night_id, config)
-    timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"]}
+    said = config.setdefault("own_words", {"texts": {}, "seconds": 0.0})
+    # by the base model once, stored with the plan (a night begun before own_words existed keeps its plan)
+    if cfg.own_words and not cfg.evidence and not said["texts"] and "own_words" in config["settings"]["sleep"]:
+        t0 = time.perf_counter()
+        said["texts"] = _own_words(rv, loaded, records.night_dreams(store, night_id, ("train", "replay")), progress)
+        said["seconds"] = time.perf_counter() - t0
+        store.set_night_config(night_id, config)
+    timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"], "answers": said["seconds"]}
     parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
     name = f"night-{night_id}"
     path = settings.adapters_dir / name
@@ -259,7 +287,9 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
 
 def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> list:
     rows = records.night_dreams(store, night_id, ("train", "replay"))
-    examples = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay", cfg.evidence) for r in rows]
+    said = config.get("own_words", {}).get("texts") or {}
+    examples = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay", cfg.evidence, said.get(str(r["id"])))
+                for r in rows]
     n_new = sum(1 for r in rows if r["role"] == "train")
     for chunk in records.chunks_with_titles(store, config.get("source_chunks", [])):
         examples.append(from_dream({"id": -chunk["id"], "generator": "source", "text": chunk["text"]}, chunk["title"]))
