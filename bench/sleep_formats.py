@@ -6,12 +6,12 @@
 
 A training ablation for the SEAL protocol that takes minutes, not a night: every answer span of
 the first N passages becomes a cloze pair (reverie.dream.spans: the span's clause asked in place,
-as the `cloze` generator writes it), answered as `--format span` (the span alone), `--format
-evidence` (the span, then its sentence: reverie.sleep.data.with_evidence), `--format own` (as the
-base model says it, told the answer: reverie.sleep.own_words, a night's default) or `--format
-template` ("The answer is: <span>.", own words' fallback for every pair). A fresh LoRA trains on
-them one epoch at a time at a constant learning rate after a 10% warm-up in the first epoch. By default no regulariser runs (it measures learning); `--self-replay R` adds R
-paragraphs per pair written by the base model (reverie.sleep.self_replay), trained as general
+as the `cloze` generator writes it), answered as `--format span` (the span alone, as a night
+does by default), `--format evidence` (the span, then its sentence: `sleep.evidence`), `--format
+own` (as the base model says it, told the answer: `sleep.own_words`) or `--format template` ("The
+answer is: <span>.", own words' fallback, for every pair). A fresh LoRA trains on them one epoch
+at a time at a constant learning rate after a 10% warm-up in the first epoch. By default no
+regulariser runs (it measures learning); `--self-replay R` adds R paragraphs per pair written by the base model (reverie.sleep.self_replay), trained as general
 text with KL to the base model (kl_weight 1 unless --set says otherwise), as a night does.
 
 After each epoch it reports closed-book quiz accuracy on the passages' SQuAD questions (answer
@@ -51,7 +51,7 @@ def own_words(backend, data):
 
     said = phrase(backend, [(q, a) for q, _, a in data])
     fallback = sum(t == FALLBACK.format(answer=a.rstrip(". ")) for t, (_, _, a) in zip(said, data, strict=True))
-    print(f"own words: {len(data) - fallback} of {len(data)} answers phrased by the model", file=sys.stderr)
+    print(f"own words: {len(data) - fallback} of {len(data)} answers in other words than the fallback's", file=sys.stderr)
     return [(q, t, a) for t, (q, _, a) in zip(said, data, strict=True)]
 
 

@@ -156,38 +156,43 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
 
 def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
     """`n` general paragraphs by `loaded`, the base model before the night's adapter is added."""
-    from reverie.models import TransformersBackend
     from reverie.sleep.self_replay import write_general
 
-    written = [0]
-
-    def say(k: int) -> None:  # the backend reports each finished text
-        written[0] += k
-        progress("replay", {"done": written[0], "total": n})
-
     rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
-    # the dream phase's batch size: a few hundred paragraphs written 8 at a time would take minutes
-    backend = TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
-    return write_general(backend, n, seed, say if progress else None)
+    return write_general(_writer(rv, loaded), n, seed, _counter(progress, "replay", n))
+
+
+def _writer(rv, loaded):
+    """A backend on the base model for the night's own writing (replay paragraphs, own-words
+    answers), at the dream phase's batch size: hundreds of texts 8 at a time would take minutes."""
+    from reverie.models import TransformersBackend
+
+    return TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
+
+
+def _counter(progress, phase: str, total: int):
+    """A backend progress callback (it reports each batch's finished texts) as `phase` progress."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def say(k: int) -> None:
+        done[0] += k
+        progress(phase, {"done": done[0], "total": total})
+
+    return say
 
 
 def _own_words(rv, loaded, rows, progress) -> dict[str, str]:
     """{dream id: its answer as the base model says it} for the question-answer dreams in `rows`."""
-    from reverie.models import TransformersBackend
     from reverie.sleep.own_words import phrase
 
     asked = [(r["id"], q) for r in rows if r["generator"] in QA_GENERATORS and (q := dream_question(r["text"]))]
     if not asked:
         return {}
-    done = [0]
-
-    def say(k: int) -> None:
-        done[0] += k
-        progress("answers", {"done": done[0], "total": len(asked)})
-
     rv.log(f"phrasing {len(asked)} answers in the base model's own words (sleep.own_words)")
-    backend = TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
-    texts = phrase(backend, [(q.question, q.answer) for _, q in asked], say if progress else None)
+    texts = phrase(_writer(rv, loaded), [(q.question, q.answer) for _, q in asked],
+                   _counter(progress, "answers", len(asked)))
     return {str(i): t for (i, _), t in zip(asked, texts, strict=True)}
 
 
