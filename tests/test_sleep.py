@@ -185,6 +185,9 @@ def test_answers_in_the_models_own_words_keep_only_what_the_question_and_answer_
     assert own_answer("It was designed by Aston Webb.", q, "Scott") == FALLBACK.format(answer="Scott")
     assert own_answer("A renowned painter, Scott designed it.", q, "Scott") == FALLBACK.format(answer="Scott")
     assert own_answer("Scott!", q, "Scott") == "Scott!"
+    # initials do not end a sentence
+    assert own_answer("It was designed by F. W. Moody. He was young.", "It was designed by whom?",
+                      "F. W. Moody") == "It was designed by F. W. Moody."
 
     class Backend:  # answers the way the default model does, told the answer
         def generate(self, prompts, params, progress=None):

@@ -162,6 +162,14 @@ def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
     return write_general(_writer(rv, loaded), n, seed, _counter(progress, "replay", n))
 
 
+def _write_once(store, night_id: int, config: dict, part: dict, write) -> None:
+    """`part` of the night's plan gets `write()`'s texts and the seconds they took; the plan is stored."""
+    t0 = time.perf_counter()
+    part["texts"] = write()
+    part["seconds"] = time.perf_counter() - t0
+    store.set_night_config(night_id, config)
+
+
 def _writer(rv, loaded):
     """A backend on the base model for the night's own writing (replay paragraphs, own-words
     answers), at the dream phase's batch size: hundreds of texts 8 at a time would take minutes."""
@@ -213,19 +221,17 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
     seed = config["seed"]
     loaded = rv.load_base()
+    # The base model's own writing (replay paragraphs, own-words answers) is done once a night and
+    # stored with the plan, so a resumed night trains on the same texts.
     replay = config.setdefault("self_replay", {"n": 0, "texts": [], "seconds": 0.0})
-    if replay["texts"] is None:  # written by the base model once, stored with the plan
-        t0 = time.perf_counter()
-        replay["texts"] = _self_replay(rv, loaded, replay["n"], seed, progress) if replay["n"] else []
-        replay["seconds"] = time.perf_counter() - t0
-        store.set_night_config(night_id, config)
+    if replay["texts"] is None:
+        _write_once(store, night_id, config, replay,
+                    lambda: _self_replay(rv, loaded, replay["n"], seed, progress) if replay["n"] else [])
     said = config.setdefault("own_words", {"texts": {}, "seconds": 0.0})
-    # by the base model once, stored with the plan (a night begun before own_words existed keeps its plan)
+    # a night begun before own_words existed keeps its plan
     if cfg.own_words and not cfg.evidence and not said["texts"] and "own_words" in config["settings"]["sleep"]:
-        t0 = time.perf_counter()
-        said["texts"] = _own_words(rv, loaded, records.night_dreams(store, night_id, ("train", "replay")), progress)
-        said["seconds"] = time.perf_counter() - t0
-        store.set_night_config(night_id, config)
+        rows = records.night_dreams(store, night_id, ("train", "replay"))
+        _write_once(store, night_id, config, said, lambda: _own_words(rv, loaded, rows, progress))
     timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"], "answers": said["seconds"]}
     parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
     name = f"night-{night_id}"

@@ -33,6 +33,7 @@ import re
 from collections.abc import Callable
 
 from reverie.dream.gate import content_stems
+from reverie.dream.spans import sentences
 from reverie.models.backend import SamplingParams
 from reverie.quiz.score import contained
 
@@ -41,7 +42,6 @@ PROMPT = ("Question: {question}\nThe correct answer is: {answer}.\n"
 FALLBACK = "The answer is: {answer}."
 MAX_NEW_TOKENS = 40  # one sentence; the quiz reads 24 tokens of an answer
 _PROMPT_WORDS = set(content_stems("the correct answer to this question is"))  # "The correct answer is 1909."
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CLAUSE_END = re.compile(r"[,;:]|\s[-–—]\s|\s\(")
 
 
@@ -60,7 +60,7 @@ def own_answer(reply: str, question: str, answer: str) -> str:
     """The reply's first sentence containing `answer`, cut after the answer's clause (or the
     answer) when what follows it is not in the question or answer; FALLBACK when no sentence will do."""
     known = set(content_stems(question)) | set(content_stems(answer)) | _PROMPT_WORDS
-    for sentence in _SENTENCE_END.split(reply.strip()):
+    for sentence in sentences(reply):  # initials and abbreviations kept whole ("F. W. Moody")
         if not contained(sentence, answer):
             continue
         at = sentence.lower().find(answer.lower())
