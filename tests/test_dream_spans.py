@@ -48,6 +48,18 @@ def test_sentences_keep_initials_and_abbreviations_whole():
     assert sentences("") == []
 
 
+def test_a_heading_or_a_blank_line_ends_a_sentence():
+    # A read markdown file starts "# Title" then a blank line: the title must not join the
+    # paragraph's first sentence, or a cloze asks "# Title" and answers from the sentence.
+    chunk = "# Victoria and Albert Museum\n\n" + MUSEUM + "\n\nA second paragraph\nwrapped on two lines.\n## Notes\nLast one"
+    sents = sentences(chunk)
+    assert sents[0] == "# Victoria and Albert Museum"
+    assert sents[1:7] == sentences(MUSEUM)
+    assert sents[7:] == ["A second paragraph\nwrapped on two lines.", "## Notes", "Last one"]
+    assert all(not s.startswith("#") for s in pick_sentences(chunk, random.Random(0), 9))
+    assert all("#" not in sp.sentence for sp in pick_spans(chunk, random.Random(0), 20))
+
+
 def test_answer_spans_kinds_and_verbatim():
     first, second, third, fourth, fifth, sixth = sentences(MUSEUM)
     got = _kinds(first)

@@ -33,12 +33,33 @@ _ABBREVIATIONS = {
     "oct", "nov", "dec", "u.s", "u.k", "a.d", "b.c",
 }
 _BOUNDARY = re.compile(r"[.!?][\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_HEADING = re.compile(r"[ \t]*#{1,6}[ \t]")  # a markdown heading line ("# Title")
 _MIN_SENTENCE_WORDS = 6
 
 
 def sentences(text: str) -> list[str]:
     """The text's sentences, in order. A period after an initial ("F. W. Moody") or a known
-    abbreviation ("St.", "c.") does not end one."""
+    abbreviation ("St.", "c.") does not end one; a blank line always does, and a markdown heading
+    is a line of its own, so "# Title" never joins the paragraph under it."""
+    return [s for block in _blocks(text) for s in _block_sentences(block)]
+
+
+def _blocks(text: str) -> list[str]:
+    """The text's paragraphs (blank lines part them) and heading lines, each one block."""
+    blocks, lines = [], []
+    for line in text.splitlines():
+        if not line.strip() or _HEADING.match(line):
+            blocks.append("\n".join(lines))
+            lines = [line] if line.strip() else []
+            if lines:  # a heading is a block of its own
+                blocks.append(lines.pop())
+        else:
+            lines.append(line)
+    blocks.append("\n".join(lines))
+    return [b for b in blocks if b.strip()]
+
+
+def _block_sentences(text: str) -> list[str]:
     out, start = [], 0
     for m in _BOUNDARY.finditer(text):
         before = text[start : m.start()].split()
