@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -300,8 +301,14 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
 def _env_value(section: str, key: str, value: str) -> Any:
     """Lists come from the environment as `a,b,c` (or JSON); pydantic coerces everything else."""
     field = Settings.model_fields[section].annotation.model_fields.get(key)
-    if field is None or typing.get_origin(field.annotation) is not list:
+    if field is None:
         return value
+    arms = typing.get_args(field.annotation) if typing.get_origin(field.annotation) in (typing.Union, types.UnionType) else (field.annotation,)
+    if not any(typing.get_origin(a) is list for a in arms):
+        return value
+    # a list or a named choice (`target_modules`: `all-linear`, or `gate_proj,up_proj`)
+    if value.strip() in {c for a in arms if typing.get_origin(a) is typing.Literal for c in typing.get_args(a)}:
+        return value.strip()
     if value.strip().startswith("["):
         try:
             return json.loads(value)

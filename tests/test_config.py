@@ -72,3 +72,8 @@ def test_list_settings_from_the_environment(tmp_path):
     assert load_settings(home=tmp_path, environ=env).dream.generators == ["qa", "facts"]
     env = {"REVERIE_DREAM__GENERATORS": '["restate"]'}
     assert load_settings(home=tmp_path, environ=env).dream.generators == ["restate"]
+    # a list or a named choice: sleep.target_modules is `all-linear` or module names
+    for value, expected in (("all-linear", "all-linear"), ("gate_proj, up_proj", ["gate_proj", "up_proj"]),
+                            ("down_proj", ["down_proj"]), ('["q_proj"]', ["q_proj"])):
+        env = {"REVERIE_SLEEP__TARGET_MODULES": value}
+        assert load_settings(home=tmp_path, environ=env).sleep.target_modules == expected
