@@ -58,6 +58,8 @@ def test_a_heading_or_a_blank_line_ends_a_sentence():
     assert sents[7:] == ["A second paragraph\nwrapped on two lines.", "## Notes", "Last one"]
     assert all(not s.startswith("#") for s in pick_sentences(chunk, random.Random(0), 9))
     assert all("#" not in sp.sentence for sp in pick_spans(chunk, random.Random(0), 20))
+    long_heading = "## The history of the museum and its first buildings\n\n" + MUSEUM
+    assert all(not s.startswith("#") for s in pick_sentences(long_heading, random.Random(0), 9))
 
 
 def test_answer_spans_kinds_and_verbatim():

@@ -48,13 +48,13 @@ def _blocks(text: str) -> list[str]:
     """The text's paragraphs (blank lines part them) and heading lines, each one block."""
     blocks, lines = [], []
     for line in text.splitlines():
-        if not line.strip() or _HEADING.match(line):
-            blocks.append("\n".join(lines))
-            lines = [line] if line.strip() else []
-            if lines:  # a heading is a block of its own
-                blocks.append(lines.pop())
-        else:
+        if line.strip() and not _HEADING.match(line):
             lines.append(line)
+            continue
+        blocks.append("\n".join(lines))
+        lines = []
+        if line.strip():
+            blocks.append(line)  # a heading
     blocks.append("\n".join(lines))
     return [b for b in blocks if b.strip()]
 
@@ -76,7 +76,7 @@ def _block_sentences(text: str) -> list[str]:
 
 def factual(sentence: str) -> bool:
     """Long enough to state a fact, and not a heading or a list fragment."""
-    return len(sentence.split()) >= _MIN_SENTENCE_WORDS
+    return len(sentence.split()) >= _MIN_SENTENCE_WORDS and not _HEADING.match(sentence)
 
 
 def pick_sentences(text: str, rng: random.Random, k: int = 1, window: int = 1) -> list[str]:
