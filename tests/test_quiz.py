@@ -55,3 +55,17 @@ def test_holdout_is_seeded_and_skips_unparsable():
     assert holdout(rows[:1], 0.1, seed=3) == [0]  # at least one
     assert holdout([], 0.5, seed=3) == []
     assert dream_question("Q: Who?\nA: Ada").answer == "Ada"
+
+
+def test_a_quiz_longer_than_max_questions_says_it_is_cut():
+    from reverie.config import MeterConfig, QuizConfig
+    from reverie.quiz.questions import Question
+    from reverie.quiz.run import Measure
+
+    questions = [Question(f"Q{i}?", "A") for i in range(3)]
+    said: list[str] = []
+    m = Measure(questions, QuizConfig(max_questions=2), MeterConfig(), log=said.append)
+    assert [q.question for q in m.questions] == ["Q0?", "Q1?"]
+    assert said == ["asking the first 2 of 3 quiz questions (quiz.max_questions)"]
+    Measure(questions, QuizConfig(max_questions=3), MeterConfig(), log=said.append)
+    assert len(said) == 1

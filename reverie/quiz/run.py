@@ -78,7 +78,10 @@ class Measure:
         general_text: Path | str | None = None,
         log: Callable[[str], None] | None = None,
     ):
-        self.questions = list(questions)[: cfg.max_questions]
+        questions = list(questions)
+        self.questions = questions[: cfg.max_questions]
+        if log and len(questions) > cfg.max_questions:
+            log(f"asking the first {cfg.max_questions} of {len(questions)} quiz questions (quiz.max_questions)")
         self.cfg = cfg
         self.meter_cfg = meter_cfg
         self.general_text = general_text
