@@ -299,22 +299,28 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
 
 
 def _env_value(section: str, key: str, value: str) -> Any:
-    """Lists come from the environment as `a,b,c` (or JSON); pydantic coerces everything else."""
+    """Lists come from the environment as `a,b,c` (or JSON); a setting that is a list or a named
+    choice (`target_modules`: `all-linear`, or `gate_proj,up_proj`) keeps a choice as given;
+    pydantic coerces everything else."""
     field = Settings.model_fields[section].annotation.model_fields.get(key)
-    if field is None:
-        return value
-    arms = typing.get_args(field.annotation) if typing.get_origin(field.annotation) in (typing.Union, types.UnionType) else (field.annotation,)
+    arms = _arms(field.annotation) if field is not None else ()
     if not any(typing.get_origin(a) is list for a in arms):
         return value
-    # a list or a named choice (`target_modules`: `all-linear`, or `gate_proj,up_proj`)
-    if value.strip() in {c for a in arms if typing.get_origin(a) is typing.Literal for c in typing.get_args(a)}:
-        return value.strip()
-    if value.strip().startswith("["):
+    text = value.strip()
+    if text in {c for a in arms if typing.get_origin(a) is Literal for c in typing.get_args(a)}:
+        return text
+    if text.startswith("["):
         try:
-            return json.loads(value)
+            return json.loads(text)
         except json.JSONDecodeError:
             raise ReverieError(f"REVERIE_{section.upper()}__{key.upper()}: not a JSON list: {value}") from None
-    return [v.strip() for v in value.split(",") if v.strip()]
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _arms(annotation) -> tuple:
+    """The types a field may take: each arm of a union, else the type itself."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return typing.get_args(annotation) if union else (annotation,)
 
 
 def _from_yaml(path: Path) -> dict[str, Any]:
