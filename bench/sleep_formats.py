@@ -17,7 +17,11 @@ text with KL to the base model (kl_weight 1 unless --set says otherwise), as a n
 After each epoch it reports closed-book quiz accuracy on the passages' SQuAD questions (answer
 contained, greedy, 24 tokens), train recall (the share of 80 training questions whose answer
 span the model now says) and, with --wikitext, perplexity on its first 8,192 tokens beside the
-base model's: forgetting. Prints one JSON line per epoch (also appended to --out).
+base model's: forgetting. With --wikitext it also asks the quiz as the night's gate would keep
+the adapter: at the strongest of `sleep.strengths` whose perplexity is within
+`sleep.max_perplexity_rise` of the base model's (`bound_*` in the row; the probe's Vendi bound is
+not checked here). That is what a night could keep after this many epochs. Prints one JSON line
+per epoch (also appended to --out).
 """
 
 from __future__ import annotations
@@ -65,6 +69,32 @@ def scratch_base(models: Path | None, sleep: dict | None = None, prefix: str = "
         (home / "models").symlink_to(models.resolve())
     settings = load_settings(home=home, overrides={"sleep": sleep or {}})
     return home, settings, Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr)).load_base()
+
+
+def within_bound(loaded, general, base_ppl: float, cfg, ask, quiz, full: tuple[float, float]) -> dict:
+    """Quiz accuracy at the strongest of `cfg.strengths` within the gate's perplexity bound.
+
+    `full` is (perplexity, accuracy) at full strength, as the caller measured them; weaker
+    strengths are tried in order, as reverie.sleep.night.choose_strength does (without the probe)."""
+    import numpy as np
+
+    from reverie.quiz.run import perplexity
+    from reverie.quiz.score import contained
+    from reverie.sleep import adapters
+
+    bound = base_ppl * (1 + cfg.max_perplexity_rise)
+    for factor in cfg.strengths:
+        if factor == 1.0:
+            if full[0] <= bound:
+                return {"bound_strength": 1.0, "bound_perplexity": full[0], "bound_accuracy": full[1]}
+            continue
+        with adapters.strength(loaded.model, loaded.model.active_adapter, factor):
+            ppl = perplexity(loaded, general)
+            if ppl <= bound:
+                said = ask()
+                return {"bound_strength": factor, "bound_perplexity": ppl,
+                        "bound_accuracy": float(np.mean([contained(a, g) for a, (_, g) in zip(said, quiz, strict=True)]))}
+    return {"bound_strength": None, "bound_perplexity": None, "bound_accuracy": None}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -136,6 +166,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "perplexity": perplexity(loaded, general) if general else None, "base_perplexity": base_ppl,
                "loss": result.final_loss, "tokens_per_second": result.tokens_per_second,
                "seconds": time.perf_counter() - t0}
+        if general:
+            row.update(within_bound(loaded, general, base_ppl, settings.sleep, lambda: answers([q for q, _ in quiz]),
+                                    quiz, (row["perplexity"], row["accuracy"])))
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
