@@ -17,11 +17,11 @@ text with KL to the base model (kl_weight 1 unless --set says otherwise), as a n
 After each epoch it reports closed-book quiz accuracy on the passages' SQuAD questions (answer
 contained, greedy, 24 tokens), train recall (the share of 80 training questions whose answer
 span the model now says) and, with --wikitext, perplexity on its first 8,192 tokens beside the
-base model's: forgetting. With --wikitext it also asks the quiz as the night's gate would keep
-the adapter: at the strongest of `sleep.strengths` whose perplexity is within
-`sleep.max_perplexity_rise` of the base model's (`bound_*` in the row; the probe's Vendi bound is
-not checked here). That is what a night could keep after this many epochs. Prints one JSON line
-per epoch (also appended to --out).
+base model's: forgetting. With --wikitext it also asks the quiz where the night's gate would keep
+the adapter (reverie.sleep.night.choose_strength: the strongest of `sleep.strengths` whose
+perplexity is within `sleep.max_perplexity_rise` of the base model's, the weakest when none is;
+`bound_*` in the row; the probe's Vendi bound is not checked here). That is what a night could
+keep after this many epochs. Prints one JSON line per epoch (also appended to --out).
 """
 
 from __future__ import annotations
@@ -71,32 +71,6 @@ def scratch_base(models: Path | None, sleep: dict | None = None, prefix: str = "
     return home, settings, Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr)).load_base()
 
 
-def within_bound(loaded, general, base_ppl: float, cfg, ask, quiz, full: tuple[float, float]) -> dict:
-    """Quiz accuracy at the strongest of `cfg.strengths` within the gate's perplexity bound.
-
-    `full` is (perplexity, accuracy) at full strength, as the caller measured them; weaker
-    strengths are tried in order, as reverie.sleep.night.choose_strength does (without the probe)."""
-    import numpy as np
-
-    from reverie.quiz.run import perplexity
-    from reverie.quiz.score import contained
-    from reverie.sleep import adapters
-
-    bound = base_ppl * (1 + cfg.max_perplexity_rise)
-    for factor in cfg.strengths:
-        if factor == 1.0:
-            if full[0] <= bound:
-                return {"bound_strength": 1.0, "bound_perplexity": full[0], "bound_accuracy": full[1]}
-            continue
-        with adapters.strength(loaded.model, loaded.model.active_adapter, factor):
-            ppl = perplexity(loaded, general)
-            if ppl <= bound:
-                said = ask()
-                return {"bound_strength": factor, "bound_perplexity": ppl,
-                        "bound_accuracy": float(np.mean([contained(a, g) for a, (_, g) in zip(said, quiz, strict=True)]))}
-    return {"bound_strength": None, "bound_perplexity": None, "bound_accuracy": None}
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, type=Path, help="squad_dev_200.json (SEAL's split)")
@@ -116,10 +90,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from sleep_rerun import _setting  # bench/ is on the path: run as a script
 
     from reverie.models import SamplingParams, TransformersBackend
-    from reverie.quiz.run import general_windows, perplexity
+    from reverie.quiz.questions import Question
+    from reverie.quiz.run import Measure
     from reverie.quiz.score import contained
     from reverie.sleep import adapters
     from reverie.sleep.data import Example, encode
+    from reverie.sleep.night import choose_strength
     from reverie.sleep.self_replay import write_general
     from reverie.sleep.train import train
 
@@ -143,8 +119,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         encoded += [encode(loaded.tokenizer, Example(t, None, "general"), settings.sleep.max_tokens) for t in texts]
     print(f"{len(data)} pairs, {sum(len(e.ids) for e in encoded)} tokens an epoch (with any self-replay), {len(quiz)} questions",
           file=sys.stderr)
-    general = general_windows(args.wikitext, loaded.tokenizer, settings.quiz.perplexity_tokens) if args.wikitext else []
-    base_ppl = perplexity(loaded, general) if general else None
+    # The gate's own measure and strength choice, without the probe (its Vendi bound is not checked here).
+    measure = base = None
+    if args.wikitext:
+        quiz_cfg = settings.quiz.model_copy(update={"probe_prompts": [], "max_questions": len(quiz)})
+        measure = Measure([Question(q, a) for q, a in quiz], quiz_cfg, settings.meter, args.wikitext)
+        base = measure(loaded, "base", quiz=False)
     torch.manual_seed(0)  # LoRA's A matrices are drawn at creation
     loaded.model = adapters.new_lora(loaded.model, settings.sleep)
     backend = TransformersBackend(loaded, batch_size=16)
@@ -163,12 +143,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = {"format": args.format, "passages": args.passages, "settings": args.set, "epoch": epoch + 1,
                "accuracy": float(np.mean([contained(a, g) for a, (_, g) in zip(said, quiz, strict=True)])),
                "train_recall": float(np.mean([contained(a, data[i][2]) for a, i in zip(recalled, sample, strict=True)])),
-               "perplexity": perplexity(loaded, general) if general else None, "base_perplexity": base_ppl,
-               "loss": result.final_loss, "tokens_per_second": result.tokens_per_second,
-               "seconds": time.perf_counter() - t0}
-        if general:
-            row.update(within_bound(loaded, general, base_ppl, settings.sleep, lambda: answers([q for q, _ in quiz]),
-                                    quiz, (row["perplexity"], row["accuracy"])))
+               "loss": result.final_loss, "tokens_per_second": result.tokens_per_second}
+        if measure:
+            chosen, tried, kept = choose_strength(loaded, loaded.model.active_adapter, measure, base, settings.sleep,
+                                                  f"epoch {epoch + 1}")
+            full = next((t["perplexity"] for t in tried if t["strength"] == 1.0), None)
+            row.update(perplexity=full if full is not None else measure(loaded, "full", quiz=False).perplexity,
+                       base_perplexity=base.perplexity, bound_strength=chosen, bound_passed=tried[-1]["passed"],
+                       bound_perplexity=kept.perplexity, bound_accuracy=kept.accuracy)
+        row["seconds"] = time.perf_counter() - t0
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a", encoding="utf-8") as fh:
