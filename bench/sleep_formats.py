@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = {"format": args.format, "passages": args.passages, "settings": args.set, "epoch": epoch + 1,
                "accuracy": float(np.mean([contained(a, g) for a, (_, g) in zip(said, quiz, strict=True)])),
                "train_recall": float(np.mean([contained(a, data[i][2]) for a, i in zip(recalled, sample, strict=True)])),
-               "loss": result.final_loss, "tokens_per_second": result.tokens_per_second}
+               "loss": result.final_loss, "tokens_per_second": result.tokens_per_second,
+               "perplexity": None, "base_perplexity": None}
         if measure:
             chosen, tried, kept = choose_strength(loaded, loaded.model.active_adapter, measure, base, settings.sleep,
                                                   f"epoch {epoch + 1}")
