@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,15 +32,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--top", type=int, default=15, help="tokens listed per table")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    os.environ["REVERIE_HOME"] = str(args.home)
+    if not (args.home / "reverie.db").is_file():
+        sys.exit(f"error: {args.home} is not a reverie home (no reverie.db)")
 
     import torch
 
     from reverie.app import Reverie
+    from reverie.config import load_settings
     from reverie.quiz.run import WINDOW, general_windows
     from reverie.sleep import adapters
 
-    rv = Reverie.from_settings(log=lambda m: print(m, file=sys.stderr))
+    rv = Reverie.from_settings(load_settings(home=args.home), log=lambda m: print(m, file=sys.stderr))
     row = rv.store.adapter(args.adapter)
     if row is None:
         sys.exit(f"error: no adapter {args.adapter} in {args.home}")
