@@ -24,6 +24,7 @@ bench/sleep_seal.py writes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import sys
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.models import SamplingParams, TransformersBackend
     from reverie.quiz.questions import load_questions
     from reverie.quiz.score import contained, normalize
-    from reverie.sleep import adapters
+    from reverie.sleep import adapters, records
 
     rv = Reverie.from_settings(load_settings(home=args.home), log=lambda m: print(m, file=sys.stderr))
     row = rv.store.adapter(args.adapter)
@@ -63,10 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
         questions = load_questions(args.quiz or args.home / "quiz.jsonl")
     except ReverieError as exc:
         sys.exit(f"error: {exc}")
-    texts = [r[0] for r in rv.store.conn.execute(
-        "SELECT d.text FROM night_dreams n JOIN dreams d ON d.id = n.dream_id WHERE n.role = 'train' AND n.night_id = ?",
-        (row["night_id"],))]
-    trained = [pair for text in texts for pair in parse_qa(text)]
+    dreams = records.night_dreams(rv.store, row["night_id"], ("train",)) if row["night_id"] else []
+    trained = [pair for d in dreams for pair in parse_qa(d["text"])]
     if not trained:
         sys.exit(f"error: no question-answer dreams were trained on in {args.home}")
     if args.pairs and args.pairs < len(trained):
@@ -92,12 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for s in [0.0, *strengths]:
         print(f"strength {s}: asking {len(trained)} trained pairs and {len(questions)} questions", file=sys.stderr)
-        with adapters.activate(loaded.model, None if s == 0 else args.adapter):
-            if s == 0:
-                said_pairs, said_quiz = ask([q for q, _ in trained]), ask([q.question for q in questions])
-            else:
-                with adapters.strength(loaded.model, args.adapter, s / baked):
-                    said_pairs, said_quiz = ask([q for q, _ in trained]), ask([q.question for q in questions])
+        scaled = adapters.strength(loaded.model, args.adapter, s / baked) if s else contextlib.nullcontext()
+        with adapters.activate(loaded.model, args.adapter if s else None), scaled:
+            said_pairs, said_quiz = ask([q for q, _ in trained]), ask([q.question for q in questions])
         pair_ok = [contained(out, a) for out, (_, a) in zip(said_pairs, trained, strict=True)]
         known = {normalize(a) for ok, (_, a) in zip(pair_ok, trained, strict=True) if ok}
         quiz_ok = [contained(out, gold) for out, gold in zip(said_quiz, golds, strict=True)]
