@@ -12,8 +12,8 @@ night's quiz settings (greedy, `quiz.max_new_tokens`, closed book):
   "Q: ... / A: ...") whose answer the model now says, asked word for word;
 - quiz accuracy, split by coverage: questions whose normalised gold answer is the answer of a
   trained pair ("covered") and those whose answer is not;
-- transfer: among covered questions whose trained pairs the model answers, the share it also
-  answers in SQuAD's wording.
+- transfer: among covered questions whose answer the model gives to some trained pair (matched by
+  normalised answer text), the share it also answers in SQuAD's wording.
 
 For the base model (strength 0) and each `--strengths` entry, relative to the adapter's full
 update (a kept adapter is saved shrunk to the gate's strength; 1.0 undoes that). Prints a JSON
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.config import load_settings
     from reverie.dream.base import parse_qa
     from reverie.errors import ReverieError
-    from reverie.models import SamplingParams, TransformersBackend
-    from reverie.quiz.questions import load_questions
+    from reverie.quiz.questions import Question, load_questions
+    from reverie.quiz.run import Measure
     from reverie.quiz.score import contained, normalize
     from reverie.sleep import adapters, records
 
@@ -76,14 +76,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     loaded = adapters.attach(rv.load_base(), row)
     baked = float(adapters.read_meta(row["path"]).get("strength", 1.0))
-    cfg = rv.settings.quiz
-    params = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=0)
-
-    def ask(prompts: list[str]) -> list[str]:
-        # A backend per model state: its prefix cache holds keys and values computed with the
-        # weights of the moment (reverie.models.engine), so it must not outlive a strength change.
-        backend = TransformersBackend(loaded, batch_size=cfg.batch_size)
-        return [g.text for g in backend.generate([[{"role": "user", "content": p}] for p in prompts], params)]
+    # The gate's own quiz (reverie.quiz.run.Measure: same prompt, greedy, quiz.max_new_tokens), for
+    # every pair and question, not just quiz.max_questions. Measure builds a backend per call: the
+    # engine's prefix cache holds keys and values of the weights of the moment, so a backend must
+    # not outlive a strength change (reverie.models.engine).
+    cfg = rv.settings.quiz.model_copy(update={"max_questions": max(len(trained), len(questions))})
+    ask_pairs = Measure([Question(q, a) for q, a in trained], cfg, rv.settings.meter)
+    ask_quiz = Measure(questions, cfg, rv.settings.meter)
 
     def share(flags: list[bool]) -> float | None:
         return round(sum(flags) / len(flags), 4) if flags else None
@@ -93,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"strength {s}: asking {len(trained)} trained pairs and {len(questions)} questions", file=sys.stderr)
         scaled = adapters.strength(loaded.model, args.adapter, s / baked) if s else contextlib.nullcontext()
         with adapters.activate(loaded.model, args.adapter if s else None), scaled:
-            said_pairs, said_quiz = ask([q for q, _ in trained]), ask([q.question for q in questions])
+            said_pairs = ask_pairs(loaded, "pairs", rest=False).answers
+            said_quiz = ask_quiz(loaded, "quiz", rest=False).answers
         pair_ok = [contained(out, a) for out, (_, a) in zip(said_pairs, trained, strict=True)]
         known = {normalize(a) for ok, (_, a) in zip(pair_ok, trained, strict=True) if ok}
         quiz_ok = [contained(out, gold) for out, gold in zip(said_quiz, golds, strict=True)]

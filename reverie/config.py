@@ -143,7 +143,7 @@ class SleepConfig(_Section):
         description="Night N continues the last kept adapter on its new dreams plus replay (constant cost "
         "per night); false retrains from the base on all dreams learned so far (cost grows every night).",
     )
-    # Rank 8 rather than 32: on the 50-passage SEAL night it keeps as many answers (5.7% in three
+    # Rank 8 rather than 32: on the 50-passage SEAL night it keeps as many answers (5.3-5.7% in four
     # nights against 6.5% in one) and forgets a third as much at full strength (+5.7% wikitext
     # perplexity against +15.2%), so the gate keeps more of its update (BENCHMARKS.md, SEAL
     # tenth and eleventh sessions); rank 4 learned too little (2.4%).
