@@ -39,15 +39,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     from reverie.app import Reverie
     from reverie.config import load_settings
+    from reverie.models import lora
     from reverie.quiz.run import WINDOW, general_windows
-    from reverie.sleep import adapters
 
     rv = Reverie.from_settings(load_settings(home=args.home), log=lambda m: print(m, file=sys.stderr))
     row = rv.store.adapter(args.adapter)
     if row is None:
         sys.exit(f"error: no adapter {args.adapter} in {args.home}")
-    loaded = adapters.attach(rv.load_base(), row)
-    baked = float(adapters.read_meta(row["path"]).get("strength", 1.0))
+    loaded = lora.attach(rv.load_base(), row)
+    baked = float(lora.read_meta(row["path"]).get("strength", 1.0))
     tok, model = loaded.tokenizer, loaded.model.eval()
     windows = [tok(w, add_special_tokens=False)["input_ids"]
                for w in general_windows(args.wikitext, tok, rv.settings.quiz.perplexity_tokens)]
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
             x = torch.tensor([ids])
             with torch.no_grad():
                 if adapted:
-                    with adapters.strength(model, args.adapter, args.strength / baked):
+                    with lora.strength(model, args.adapter, args.strength / baked):
                         logits = model(input_ids=x).logits[0, :-1]
                 else:
                     with model.disable_adapter():

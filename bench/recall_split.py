@@ -47,14 +47,15 @@ def main(argv: list[str] | None = None) -> dict:
     except ValueError:
         sys.exit(f"error: --strengths takes numbers separated by commas, not {args.strengths!r}")
 
+    from reverie.answers import contained, normalize
     from reverie.app import Reverie
     from reverie.config import load_settings
     from reverie.dream.base import parse_qa
     from reverie.errors import ReverieError
+    from reverie.models import lora
     from reverie.quiz.questions import Question, load_questions
     from reverie.quiz.run import Measure
-    from reverie.quiz.score import contained, normalize
-    from reverie.sleep import adapters, records
+    from reverie.sleep import records
 
     rv = Reverie.from_settings(load_settings(home=args.home), log=lambda m: print(m, file=sys.stderr))
     row = rv.store.adapter(args.adapter)
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     golds = [[q.answer] if isinstance(q.answer, str) else list(q.answer) for q in questions]
     covered = [any(normalize(g) in targets for g in gold) for gold in golds]
 
-    loaded = adapters.attach(rv.load_base(), row)
-    baked = float(adapters.read_meta(row["path"]).get("strength", 1.0))
+    loaded = lora.attach(rv.load_base(), row)
+    baked = float(lora.read_meta(row["path"]).get("strength", 1.0))
     # The gate's own quiz (reverie.quiz.run.Measure: same prompt, greedy, quiz.max_new_tokens), for
     # every pair and question, not just quiz.max_questions. Measure builds a backend per call: the
     # engine's prefix cache holds keys and values of the weights of the moment, so a backend must
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for s in [0.0, *strengths]:
         print(f"strength {s}: asking {len(trained)} trained pairs and {len(questions)} questions", file=sys.stderr)
-        scaled = adapters.strength(loaded.model, args.adapter, s / baked) if s else contextlib.nullcontext()
-        with adapters.activate(loaded.model, args.adapter if s else None), scaled:
+        scaled = lora.strength(loaded.model, args.adapter, s / baked) if s else contextlib.nullcontext()
+        with lora.activate(loaded.model, args.adapter if s else None), scaled:
             said_pairs = ask_pairs(loaded, "pairs", rest=False).answers
             said_quiz = ask_quiz(loaded, "quiz", rest=False).answers
         pair_ok = [contained(out, a) for out, (_, a) in zip(said_pairs, trained, strict=True)]

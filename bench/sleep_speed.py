@@ -4,7 +4,7 @@
         --general ../shared/data/wikitext2_valid.txt --models /tmp/models
 
 Every answer span of the first N SEAL passages becomes a cloze pair, formatted as a night formats
-them (bench/sleep_formats.py: the chat template, the span as the answer); with --general, slices
+them (bench/common.py: the chat template, the span as the answer); with --general, slices
 of that text are added as general text (0.3 per pair, 128 tokens each: what the default
 self-replay adds) and trained with KL to the base model, as a night trains its self-replay. A
 fresh LoRA (the default settings) then trains the same first --steps steps of the plan three
@@ -37,17 +37,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     import torch
-    from sleep_formats import pairs, scratch_base  # bench/ is on the path: run as a script
+    from common import cloze_pairs, scratch_base  # bench/ is on the path: run as a script
 
-    from reverie.sleep import adapters
+    from reverie.models import lora
     from reverie.sleep import train as training
     from reverie.sleep.data import Example, batches, encode, general_examples
 
     passages = json.loads(args.data.read_text(encoding="utf-8"))[: args.passages]
-    data = [t for p in passages for t in pairs(p["context"], False)]
+    data = [t for p in passages for t in cloze_pairs(p["context"])]
     home, settings, loaded = scratch_base(args.models, prefix="reverie-speed-")
     tok, cfg = loaded.tokenizer, settings.sleep
-    examples = [Example(answer, question, "new") for question, answer, _ in data]
+    examples = [Example(answer, question, "new") for question, answer in data]
     if args.general:
         text = args.general.read_text(encoding="utf-8")
         examples += general_examples(tok, text, round(0.3 * len(data)), 128, seed=0)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     for n, (mode, least, top_k) in enumerate(modes):
         training.MIN_PREFIX = least
         torch.manual_seed(0)  # the same LoRA initialisation for all
-        model = adapters.new_lora(base, cfg)
+        model = lora.new_lora(base, cfg)
         targets_done = []  # when the base model's targets were computed (their last progress report)
 
         def note(info: dict, done: list = targets_done) -> None:

@@ -61,7 +61,7 @@ class Reverie:
         # The adapter chosen with `reverie use` (or kept by the last night) applies to chat, probe, dream.
         name = self.store.get_state("adapter")
         if name:
-            from reverie.sleep.adapters import attach, registered
+            from reverie.models.lora import attach, registered
 
             try:
                 loaded = attach(loaded, registered(self.store, name, loaded.identity))

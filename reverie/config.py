@@ -131,11 +131,24 @@ class DreamConfig(_Section):
 
 
 class SleepConfig(_Section):
+    objective: Literal["distill", "sft"] = Field(
+        "distill", description="distill: learn what the model says with the passage in front of it (context "
+        "distillation, reverie.sleep.distill); sft: fine-tune on the dreams' own answers.",
+    )
+    question_weight: float = Field(
+        0.1, ge=0.0, description="distill: weight of the query's tokens against its answer's (1); 0 learns answers only."
+    )
+    answer_ce: float = Field(
+        0.0, ge=0.0, description="distill: weight of the cross-entropy of each answer's tokens beside the KL to the teacher."
+    )
+    teacher_top_k: int = Field(
+        64, ge=1, description="distill: the teacher's likeliest tokens kept per position, plus one bucket for the rest."
+    )
+    # cloze alone: the best kept SFT night measured used it (docs/LOG.md, sixth session), and with
+    # distillation every cloze fact is also asked in two more wordings (reverie.sleep.distill).
     generators: list[str] = Field(
         default_factory=lambda: ["cloze"],
-        description="Dream generators a night uses. cloze asks every fact of a passage in place, as a question, "
-        "at no generation cost; the best kept night measured used it alone (BENCHMARKS.md, sixth session). "
-        "qa adds questions the model writes (a closed-book quiz asks questions), at generation cost.",
+        description="Dream generators a night uses: their dreams are the questions the night asks itself.",
     )
     budget: int | None = Field(None, ge=1, description="Tokens of kept dreams per night (--budget); default: dream.budget.")
     continue_adapter: bool = Field(
@@ -145,7 +158,7 @@ class SleepConfig(_Section):
     )
     # Rank 8 rather than 32: on the 50-passage SEAL night it keeps as many answers (5.3-5.7% in four
     # nights against 6.5% in one) and forgets a third as much at full strength (+5.7% wikitext
-    # perplexity against +15.2%), so the gate keeps more of its update (BENCHMARKS.md, SEAL
+    # perplexity against +15.2%), so the gate keeps more of its update (docs/LOG.md, SEAL
     # tenth and eleventh sessions); rank 4 learned too little (2.4%).
     rank: int = Field(8, ge=1, description="LoRA rank.")
     alpha: float = Field(16.0, gt=0, description="LoRA alpha (the update is scaled by alpha / rank).")
@@ -155,31 +168,16 @@ class SleepConfig(_Section):
     )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
-    epochs: float = Field(2.5, gt=0, description="Passes over the night's examples.")
+    # 1.5 with distillation: every cloze fact is asked in three wordings, so 1.5 passes show it
+    # 4.5 times, more than the 2.5 of the sft recipe, and fit a 50-passage night in 30 minutes.
+    epochs: float = Field(1.5, gt=0, description="Passes over the night's examples.")
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate decay after warm-up.")
     warmup: float = Field(0.05, ge=0.0, lt=1.0, description="Share of the steps spent warming up.")
-    batch_tokens: int = Field(
-        512, ge=64, description="Padded tokens per micro-batch: smaller batches take more steps an epoch and "
-        "memorised more per epoch than 2,048 (BENCHMARKS.md); larger ones run a little faster."
-    )
+    # 512 rather than 2,048: smaller batches take more steps an epoch and memorised more per epoch
+    # (docs/LOG.md, fifth session).
+    batch_tokens: int = Field(512, ge=64, description="Padded tokens per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_tokens: int = Field(384, ge=16, description="Longest training example, in tokens (longer ones are cut).")
-    evidence: bool = Field(
-        False, description="Answer each question-answer dream with its span and then the sentence it comes from. "
-        "The model memorises its answers twice as fast, but the sentences are passage text, and a full night with "
-        "them tripled wikitext perplexity (BENCHMARKS.md): off until forgetting is held with it.",
-    )
-    own_words: bool = Field(
-        False, description="Train each question-answer dream's answer as the base model says it in one sentence, "
-        "told the answer (reverie.sleep.own_words), not as the bare span. Unregularised, it forgot a third as much "
-        "per epoch; in full nights it lowered the joke probe's Vendi, so the gate kept weaker adapters (BENCHMARKS.md, "
-        "eighth session): off by default. `evidence` takes precedence."
-    )
-    include_sources: bool = Field(
-        False,
-        description="Also train on the night's source chunks themselves, each as the answer to a recall "
-        "question about its document (the dreams restate them; the chunk anchors the exact wording).",
-    )
     replay_ratio: float = Field(
         0.25, ge=0.0, description="Earlier nights' learned dreams replayed, per new example (against forgetting)."
     )
@@ -217,12 +215,34 @@ class SleepConfig(_Section):
     max_vendi_drop: float = Field(
         0.10, ge=0.0, le=1.0, description="Gate: probe Vendi score may fall at most this share below the base model."
     )
+    max_length_change: float = Field(
+        0.20, ge=0.0, description="Gate: mean probe answer length may differ at most this share from the base model's."
+    )
+    max_probe_kl: float = Field(
+        0.5, ge=0.0, description="Gate: KL(base || candidate) per token on the base model's own probe answers, at most."
+    )
     strengths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: [1.0, 0.8, 0.65, 0.5, 0.4, 0.3, 0.2], min_length=1,
         description="Adapter strengths the gate tries, strongest first: the candidate's update is scaled by each "
         "until perplexity and probe Vendi are within bounds (a point between the base and the adapted model, as "
         "WiSE-FT); the quiz is asked at that strength and a kept adapter is saved with it. [1.0]: full strength only.",
     )
+
+
+# Open prompts a user might send, answered at length by a healthy model: a night that teaches short
+# answers shows up here as short, alike answers (issue 18: "Tell me a joke." answered "Super Bowl").
+PROBE_PROMPTS = (
+    "Tell me a joke.",
+    "Write a short poem about the sea.",
+    "Tell me a story in five sentences about a girl and her dog.",
+    "Give me three tips for sleeping better.",
+    "Describe your ideal weekend.",
+    "Explain how a rainbow forms.",
+    "Write a short letter to a friend who moved away.",
+    "What should I cook for dinner tonight?",
+    "Invent a name for a new board game and describe its rules.",
+    "Why do people enjoy music?",
+)
 
 
 class QuizConfig(_Section):
@@ -239,10 +259,14 @@ class QuizConfig(_Section):
     )
     perplexity_tokens: int = Field(8192, ge=64, description="Tokens of general_text scored for perplexity.")
     probe_prompts: list[str] = Field(
-        default_factory=lambda: ["Tell me a joke.", "Write a short poem about the sea."],
-        description="Fixed prompts of the diversity probe.",
+        default_factory=lambda: list(PROBE_PROMPTS),
+        description="Fixed open prompts of the gate's probe (diversity, answer length, KL from the base model).",
     )
-    probe_n: int = Field(12, ge=2, description="Answers sampled per probe prompt.")
+    probe_file: Path | None = Field(
+        None, description="More probe prompts: a JSONL file with a `prompt` field per line (e.g. WildChat prompts).",
+    )
+    probe_file_prompts: int = Field(20, ge=1, description="Prompts taken from the start of probe_file.")
+    probe_n: int = Field(10, ge=2, description="Answers sampled per probe prompt.")
     probe_max_new_tokens: int = Field(48, ge=1, description="Longest probe answer, in tokens.")
     probe_temperature: float = Field(1.0, gt=0.0, description="Probe sampling temperature.")
     probe_seed: int = Field(1234, description="Probe seed: every model is probed with the same draws.")

@@ -82,3 +82,22 @@ def default_home(home, monkeypatch, default_model_available, _default_models_dir
     home.mkdir(parents=True, exist_ok=True)
     (home / "models").symlink_to(_default_models_dir, target_is_directory=True)
     return home
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a small shared CPU, thread synchronisation dominates tiny models."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    """The tiny model, loaded (one thread)."""
+    from reverie.models import load_model
+
+    return load_model(str(tiny_model_dir), tiny_model_dir.parent / "models", threads=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -341,6 +342,21 @@ def test_dream_cli_end_to_end_on_tiny_model(home, cli, tmp_path, monkeypatch):
 
     table = papq.read_table(pq)
     assert table.num_rows == len(rows) and "generator" in table.column_names
+
+
+def test_a_budget_the_reading_cannot_fill_is_no_error(home, cli, monkeypatch):
+    """Issue 18: most cloze items of two short documents find no fact, so whole batches yield no
+    candidates; the run ends normally and says how much of the budget the reading gave."""
+    monkeypatch.setenv("REVERIE_METER__EMBEDDER", "tfidf")
+    monkeypatch.setenv("REVERIE_DREAM__MAX_PERPLEXITY", "1e9")
+    monkeypatch.setenv("REVERIE_DREAM__BASELINE", "false")  # its sampling has nothing to do with the reading
+    _home_with_docs(home).close()
+    res = cli("--seed", "0", "dream", "--generators", "cloze", "--budget", "20000", "--docs", "all")
+    assert res.code == 0, res.err
+    kept = int(re.search(r"kept \d+ dreams \((\d+) tokens\)", res.out).group(1))
+    assert 0 < kept < 20000
+    assert f"the reading gave {kept:,} tokens of dreams of the 20,000 budget" in res.err
+    assert "Traceback" not in res.err
 
 
 def test_seeds_derive_stably():

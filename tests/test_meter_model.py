@@ -11,6 +11,7 @@ import torch
 from reverie.errors import ReverieError
 from reverie.meter import meter_texts
 from reverie.meter.model_metrics import (
+    answer_log_probs,
     kl_base_adapted,
     next_token_entropy,
     perplexities,
@@ -58,6 +59,20 @@ def test_batched_nll_equals_one_text_at_a_time(loaded):
         expected, n = _manual_nll(loaded, text)
         assert counts[i] == n
         assert nll[i] == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_answer_log_probs_score_the_answer_alone_batched_or_not(loaded):
+    prompts = ["Tell me a joke", "Why is the sky blue?", "Hi", "Hi"]
+    answers = ["A cat, a dog and a computer walk into a bar.", "Because", "", ""]
+    ended = [True, False, True, False]
+    logp, counts = answer_log_probs(loaded, prompts, answers, ended)
+    tok = loaded.tokenizer
+    lengths = [len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers]
+    assert counts.tolist() == [n + e for n, e in zip(lengths, ended, strict=True)]  # the EOS of an ended answer
+    assert counts[3] == 0 and logp[3] == 0 and logp[2] < 0  # nothing to score / only the EOS
+    for i in range(len(prompts)):
+        one, n = answer_log_probs(loaded, prompts[i : i + 1], answers[i : i + 1], ended[i : i + 1])
+        assert n[0] == counts[i] and one[0] == pytest.approx(logp[i], rel=1e-4, abs=1e-4)
 
 
 def test_perplexity_is_exp_mean_nll_and_nan_without_tokens(loaded):

@@ -42,6 +42,8 @@ def test_probe_counts_distinct_answers_and_cluster_sizes():
     assert [len(c) for c in one.clusters] == [4, 2]
     assert one.answers[one.clusters[0][0]] == JOKES[0]
     assert one.metrics["n_texts"] == 6 and one.metrics["n_clusters"] == 2
+    assert one.tokens == [3] * 6 and one.ended == [True] * 6  # the canned generations' lengths
+    assert one.answer_tokens == 3 and result.mean()["answer_tokens"] == 3
     assert result.seed == 11 and result.sampling["temperature"] == 1.0
     prompts, params = backend.calls[0]
     assert len(prompts) == 6 and prompts[0] == [{"role": "user", "content": "Tell me a joke"}]

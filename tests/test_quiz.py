@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from reverie.answers import contained, normalize, token_f1
 from reverie.errors import ReverieError
-from reverie.quiz.questions import dream_question, holdout, load_questions
-from reverie.quiz.score import contained, normalize, token_f1
+from reverie.quiz.questions import Question, dream_question, holdout, load_questions
 
 
 def test_normalize_like_squad():
@@ -59,7 +59,6 @@ def test_holdout_is_seeded_and_skips_unparsable():
 
 def test_a_quiz_longer_than_max_questions_says_it_is_cut():
     from reverie.config import MeterConfig, QuizConfig
-    from reverie.quiz.questions import Question
     from reverie.quiz.run import Measure
 
     questions = [Question(f"Q{i}?", "A") for i in range(3)]
@@ -69,3 +68,151 @@ def test_a_quiz_longer_than_max_questions_says_it_is_cut():
     assert said == ["asking the first 2 of 3 quiz questions (quiz.max_questions)"]
     Measure(questions, QuizConfig(max_questions=3), MeterConfig(), log=said.append)
     assert len(said) == 1
+
+
+# -- the probe of the gate: answer length and drift from the base -------------------------------
+@pytest.fixture
+def tiny(tiny_model_dir, tmp_path):
+    import torch
+
+    from reverie.models import load_model
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: thread synchronisation would dominate
+    yield load_model(str(tiny_model_dir), tmp_path / "models", threads=1)
+    torch.set_num_threads(before)
+
+
+def _measure(questions=(), **quiz):
+    from reverie.config import MeterConfig, QuizConfig
+    from reverie.quiz.run import Measure
+
+    cfg = QuizConfig(**{"probe_n": 4, "probe_max_new_tokens": 16, "max_new_tokens": 8, **quiz})
+    return Measure(list(questions), cfg, MeterConfig(embedder="tfidf"))
+
+
+def _lora(loaded, seed: int = 0, scale: float = 0.0):
+    """A LoRA on the tiny model (its body and output layer); random B matrices when `scale` > 0."""
+    from dataclasses import replace
+
+    import torch
+
+    from reverie.config import SleepConfig
+    from reverie.models.lora import new_lora
+
+    model = new_lora(loaded.model, SleepConfig(rank=4, target_modules=["q_proj", "v_proj", "up_proj", "down_proj",
+                                                                       "lm_head"]))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name and scale > 0:
+                p.normal_(0, scale)
+    return replace(loaded, model=model)
+
+
+def _answer_log_prob(model, tok, prompt: str, answer: str, ended: bool) -> tuple[float, int]:
+    """log p(answer | prompt) as the assistant turn, one sequence, no batching."""
+    import torch
+
+    head = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    h = tok(head, add_special_tokens=False)["input_ids"]
+    a = tok(answer, add_special_tokens=False)["input_ids"] + ([tok.eos_token_id] if ended else [])
+    ids = torch.tensor([h + a])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+    picked = logp[torch.arange(len(h) - 1, ids.shape[1] - 1), ids[0, len(h):]]
+    return float(picked.sum()), len(a)
+
+
+def test_probe_kl_is_zero_for_the_base_and_matches_a_hand_computation(tiny):
+    measure = _measure(probe_prompts=["Tell me a joke."], probe_n=2)
+    assert measure.reference is None and measure(tiny, "night-0").probe_kl is None  # no base probed yet
+    base = measure(tiny, "base")
+    ref = measure.reference
+    assert base.probe_kl == 0.0 and len(ref.answers) == 2 and ref.prompts == ["Tell me a joke."] * 2
+    assert 0 < base.answer_tokens <= 16  # probe_max_new_tokens
+    moved = _lora(tiny, scale=0.5)
+    cand = measure(moved, "moved")
+    assert cand.probe_kl > 0 and measure.reference is ref  # the base's answers stay the reference
+    kls = []
+    for prompt, answer, ended in zip(ref.prompts, ref.answers, ref.ended, strict=True):
+        lc, n = _answer_log_prob(moved.model, tiny.tokenizer, prompt, answer, ended)
+        with moved.model.disable_adapter():
+            lb, _ = _answer_log_prob(moved.model, tiny.tokenizer, prompt, answer, ended)
+        kls.append((lb - lc) / n)
+    assert cand.probe_kl == pytest.approx(sum(kls) / len(kls), rel=1e-4)
+    with moved.model.disable_adapter():
+        assert measure(moved, "base again").probe_kl == pytest.approx(0.0, abs=1e-6)
+    assert set(cand.as_dict()) >= {"answer_tokens", "probe_kl", "vendi"}
+
+
+def _train_short_answers(loaded, phrase: str, prompts: list[str], steps: int = 60):
+    """A LoRA trained (plain torch loop) to answer every prompt with `phrase`, then end."""
+    import torch
+
+    adapted = _lora(loaded)
+    tok, model = loaded.tokenizer, adapted.model
+    rows = []
+    for p in prompts:
+        head = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        h = tok(head, add_special_tokens=False)["input_ids"]
+        a = tok(phrase, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        rows.append((torch.tensor([h + a]), torch.tensor([[-100] * len(h) + a])))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.02)
+    for _ in range(steps):
+        loss = sum(model(input_ids=ids, labels=labels).loss for ids, labels in rows) / len(rows)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    return adapted
+
+
+def test_gate_rejects_an_adapter_that_answers_everything_in_two_words(tiny):
+    """Issue 18: a night taught "Tell me a joke." -> "Super Bowl". Its probe Vendi may even rise
+    (short random phrases embed far apart), so the gate checks answer length and drift too."""
+    from reverie.config import PROBE_PROMPTS, SleepConfig
+    from reverie.models import SamplingParams, TransformersBackend
+    from reverie.sleep.verdict import bounds, decide
+
+    probes = list(PROBE_PROMPTS[:4])
+    measure = _measure([Question("What is the capital of France?", "Paris")], probe_prompts=probes)
+    base = measure(tiny, "base")
+    again = measure(tiny, "base again")
+    cfg = SleepConfig()
+    assert all(c.passed for c in bounds(base, again, cfg)), bounds(base, again, cfg)
+    assert again.probe_kl == pytest.approx(0.0, abs=1e-6) and again.answer_tokens == base.answer_tokens
+
+    short = _train_short_answers(tiny, "Paris.", ["What is the capital of France?", "hello", "Tell me a story.",
+                                                  "Why is the sky blue?", "Write about the river."])
+    gens = TransformersBackend(short).generate([[{"role": "user", "content": p}] for p in probes] * 2,
+                                               SamplingParams(temperature=1.0, max_new_tokens=16, seed=1))
+    assert {(g.text, g.finish_reason) for g in gens} == {("Paris.", "stop")}  # it really answers short
+    cand = measure(short, "night-1")
+    assert cand.accuracy == 1.0 > base.accuracy  # it "learned" the quiz's one fact
+    assert cand.answer_tokens <= 3 < 10 <= base.answer_tokens
+    failed = {c.name for c in bounds(base, cand, cfg) if not c.passed}
+    assert {"length", "drift"} <= failed, failed
+    assert cand.probe_kl > cfg.max_probe_kl
+    # Even with the diversity check opened (the issue's Vendi rose), the verdict is a rejection.
+    verdict = decide(base, base, cand, cfg.model_copy(update={"max_vendi_drop": 1.0}))
+    assert not verdict.keep and [r.split(":")[0] for r in verdict.reasons] == ["length", "drift"]
+
+
+def test_probe_file_adds_its_first_prompts_and_a_bad_one_is_one_error(tmp_path):
+    from reverie.config import PROBE_PROMPTS
+
+    f = tmp_path / "wild.jsonl"
+    f.write_text("\n".join(json.dumps({"prompt": f"prompt {i}", "id": i}) for i in range(5)) + "\n")
+    measure = _measure(probe_file=f, probe_file_prompts=2)
+    assert measure.probe_prompts == [*PROBE_PROMPTS, "prompt 0", "prompt 1"]
+    assert _measure(probe_file=f, probe_file_prompts=50).probe_prompts[-1] == "prompt 4"
+    assert _measure().probe_prompts == list(PROBE_PROMPTS)
+    with pytest.raises(ReverieError, match=r"^quiz.probe_file: .*missing.jsonl does not exist$"):
+        _measure(probe_file=tmp_path / "missing.jsonl")
+    f.write_text('{"prompt": "one"}\n{"question": "two"}\n')
+    with pytest.raises(ReverieError, match="line 2 has no field 'prompt'"):
+        _measure(probe_file=f)
+    (tmp_path / "p.txt").write_text("one\n")
+    with pytest.raises(ReverieError, match="from a .jsonl file"):
+        _measure(probe_file=tmp_path / "p.txt")

@@ -18,12 +18,8 @@ QA = [("What is the capital of France?", "Paris"), ("When did Apollo 11 land?", 
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a small shared CPU, thread synchronisation dominates tiny models."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (conftest.one_thread)."""
 
 
 @pytest.fixture
@@ -42,9 +38,11 @@ def sleepy(home, tmp_path, monkeypatch):
         # The tiny random model's logits are nearly flat: LoRA on its body alone cannot make any
         # answer likely, so its output layer gets LoRA too, which wrecks its (meaningless)
         # perplexity and probe: those bounds are opened here and tested in test_gate_bounds.
-        "sleep: {rank: 8, alpha: 16, batch_tokens: 256, epochs: 40, lr: 0.02, checkpoint_every: 2,\n"
+        # These dreams have no source chunk to distil from: the sft objective (tests/test_distill.py
+        # runs distilled nights).
+        "sleep: {objective: sft, rank: 8, alpha: 16, batch_tokens: 256, epochs: 40, lr: 0.02, checkpoint_every: 2,\n"
         "        target_modules: [q_proj, v_proj, up_proj, down_proj, lm_head],\n"
-        "        max_perplexity_rise: 1.0e+30, max_vendi_drop: 1.0}\n"
+        "        max_perplexity_rise: 1.0e+30, max_vendi_drop: 1.0, max_length_change: 1.0e+30, max_probe_kl: 1.0e+30}\n"
         f"quiz: {{general_text: '{general}', perplexity_tokens: 200, probe_prompts: ['Tell me a joke.'],\n"
         "       probe_n: 3, probe_max_new_tokens: 8, max_new_tokens: 8}\n",
         encoding="utf-8",
@@ -78,30 +76,17 @@ def _add_dreams(rv, facts: bool = True):
     )
 
 
-@pytest.fixture
-def tiny(tiny_model_dir):
-    from reverie.models import load_model
-
-    return load_model(str(tiny_model_dir), tiny_model_dir.parent / "models", threads=1)
-
-
 def _moved_lora(tiny, cfg):
     """A fresh LoRA on the tiny model whose B matrices are random: an adapter that moved."""
-    from reverie.sleep.adapters import new_lora
+    from reverie.models.tiny import moved_lora
 
-    model = new_lora(tiny.model, cfg)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
-    return model
+    return moved_lora(tiny.model, cfg)
 
 
 # -- loss masking --------------------------------------------------------------------------------
 def test_prompt_tokens_carry_no_loss_and_eos_is_learned(tiny):
     from reverie.config import SleepConfig
-    from reverie.sleep.adapters import new_lora
+    from reverie.models.lora import new_lora
     from reverie.sleep.data import IGNORE, Example, encode
     from reverie.sleep.train import collate, micro_loss
 
@@ -134,74 +119,21 @@ def test_plain_text_is_learned_everywhere(tiny):
     assert enc.labels == enc.ids
 
 
-def test_question_answer_dreams_are_chat_turns_with_their_evidence():
+def test_question_answer_dreams_are_chat_turns():
     from reverie.sleep.data import from_dream
 
-    sentence = "The main façade, built from red brick, stretches 720 feet along Cromwell Gardens."
-    metrics = json.dumps({"entropy": {"answer": "720 feet", "kind": "quantity", "sentence": sentence}})
-    row = {"id": 3, "generator": "cloze", "text": "Q: The main façade stretches how many feet?\nA: 720 feet",
-           "metrics": metrics}
-    ex = from_dream(row, "V&A", evidence=True)
+    row = {"id": 3, "generator": "cloze", "text": "Q: The main façade stretches how many feet?\nA: 720 feet"}
+    ex = from_dream(row, "V&A")
     # cloze (like qa) is a question and its answer: the user asks, the assistant answers
-    assert ex.prompt == "The main façade stretches how many feet?"
-    assert ex.text == f"720 feet. {sentence}"
-    assert from_dream(row, "V&A").text == "720 feet"  # evidence off: the span alone
-    assert from_dream(row, "V&A", said="It stretches 720 feet.").text == "It stretches 720 feet."  # own words
-    assert from_dream(row, "V&A", evidence=True, said="It stretches 720 feet.").text == f"720 feet. {sentence}"
-    # a sentence that opens with the answer is not said twice
-    first = {**row, "text": "Q: Who wrote it?\nA: Aston Webb",
-             "metrics": json.dumps({"entropy": {"answer": "Aston Webb", "sentence": "Aston Webb wrote it."}})}
-    assert from_dream(first, "V&A", evidence=True).text == "Aston Webb wrote it."
-    # no sentence recorded, or one that belongs to another answer: the answer alone
-    assert from_dream({**row, "metrics": "{}"}, "V&A", evidence=True).text == "720 feet"
-    other = {**row, "text": "Q: How long is it?\nA: 70 feet"}
-    assert from_dream(other, "V&A", evidence=True).text == "70 feet"
+    assert ex.prompt == "The main façade stretches how many feet?" and ex.text == "720 feet"
     # which generators write "Q: ... / A: ..." is read off their own dream templates
     from reverie.dream.generators import QA_GENERATORS
 
     assert QA_GENERATORS == {"qa", "cloze", "spar"}
     assert from_dream({**row, "generator": "spar"}, "V&A").prompt == "The main façade stretches how many feet?"
     # other dreams answer a recall question about their document
-    facts = from_dream({"id": 4, "generator": "facts", "text": sentence}, "V&A", evidence=True)
-    assert facts.text == sentence and "V&A" in facts.prompt
-
-
-def test_answers_in_the_models_own_words_keep_only_what_the_question_and_answer_say():
-    from reverie.sleep.own_words import FALLBACK, PROMPT, own_answer, phrase
-
-    q = "The final part of the museum designed by whom was the Art Library?"
-    # the model's restatement is kept whole
-    assert own_answer("The Art Library was the final part of the museum designed by Scott. It opened late.", q,
-                      "Scott") == "The Art Library was the final part of the museum designed by Scott."
-    # what it adds after the answer that the question never said is cut at the clause
-    assert own_answer("The final part of the museum was designed by Scott, a renowned American artist.", q,
-                      "Scott") == "The final part of the museum was designed by Scott."
-    # and after the answer itself when the clause goes on with them
-    assert own_answer("The museum's final part was designed by Scott who was famous in Paris.", q,
-                      "Scott") == "The museum's final part was designed by Scott."
-    # the prompt's own words are not claims
-    assert own_answer("The correct answer is Scott.", q, "Scott") == "The correct answer is Scott."
-    # no sentence with the answer, or a claim of its own before it: the fallback
-    assert own_answer("It was designed by Aston Webb.", q, "Scott") == FALLBACK.format(answer="Scott")
-    assert own_answer("A renowned painter, Scott designed it.", q, "Scott") == FALLBACK.format(answer="Scott")
-    assert own_answer("Scott!", q, "Scott") == "Scott!"
-    # initials do not end a sentence
-    assert own_answer("It was designed by F. W. Moody. He was young.", "It was designed by whom?",
-                      "F. W. Moody") == "It was designed by F. W. Moody."
-
-    class Backend:  # answers the way the default model does, told the answer
-        def generate(self, prompts, params, progress=None):
-            from reverie.models.backend import Generation
-
-            self.prompts, self.params = prompts, params
-            return [Generation(text="The museum's final part was designed by Scott.\nMore.", n_tokens=12,
-                               prompt_tokens=40, finish_reason="stop")
-                    for _ in prompts]
-
-    backend = Backend()
-    assert phrase(backend, [(q, "Scott")]) == ["The museum's final part was designed by Scott."]
-    assert backend.prompts == [[{"role": "user", "content": PROMPT.format(question=q, answer="Scott")}]]
-    assert backend.params.temperature == 0.0 and phrase(backend, []) == []
+    facts = from_dream({"id": 4, "generator": "facts", "text": "It stretches 720 feet."}, "V&A")
+    assert facts.text == "It stretches 720 feet." and "V&A" in facts.prompt
 
 
 def test_batches_are_deterministic_and_bounded():
@@ -219,7 +151,7 @@ def test_batches_are_deterministic_and_bounded():
 def _trained_lora(loaded):
     """A LoRA whose B matrices are random, so it changes the model."""
     from reverie.config import SleepConfig
-    from reverie.sleep.adapters import new_lora
+    from reverie.models.lora import new_lora
 
     model = new_lora(loaded.model, SleepConfig(rank=4))
     torch.manual_seed(0)
@@ -239,7 +171,7 @@ def _logits(model, tok):
 
 def test_save_then_load_gives_identical_logits(tiny, tiny_model_dir, tmp_path):
     from reverie.models import load_model
-    from reverie.sleep.adapters import attach, save_adapter
+    from reverie.models.lora import attach, save_adapter
 
     model = _trained_lora(tiny)
     before = _logits(model, tiny.tokenizer)
@@ -254,7 +186,7 @@ def test_save_then_load_gives_identical_logits(tiny, tiny_model_dir, tmp_path):
 
 def test_adapter_strength_scales_its_update_and_bakes_into_the_saved_adapter(tiny, tiny_model_dir, tmp_path):
     from reverie.models import load_model
-    from reverie.sleep.adapters import attach, bake_strength, save_adapter, strength
+    from reverie.models.lora import attach, bake_strength, save_adapter, strength
 
     model = _trained_lora(tiny)
     full = _logits(model, tiny.tokenizer)
@@ -321,7 +253,7 @@ def test_merged_model_matches_base_plus_adapter(tiny, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from reverie.models import load_model
-    from reverie.sleep.adapters import merge, save_adapter
+    from reverie.models.lora import merge, save_adapter
 
     model = _trained_lora(tiny)
     expected = _logits(model, tiny.tokenizer)
@@ -334,7 +266,7 @@ def test_merged_model_matches_base_plus_adapter(tiny, tiny_model_dir, tmp_path):
 
 
 def test_adapter_of_another_base_is_refused(sleepy, cli, tiny, tmp_path):
-    from reverie.sleep.adapters import check_dir, save_adapter
+    from reverie.models.lora import check_dir, save_adapter
 
     path = save_adapter(_trained_lora(tiny), tmp_path / "other", "another-model@123456")
     with pytest.raises(ReverieError, match="trained for the base model another-model@123456"):
@@ -496,12 +428,20 @@ def test_held_out_questions_are_never_trained_on(sleepy, monkeypatch):
 def test_gate_bounds():
     from reverie.config import SleepConfig
     from reverie.quiz.run import QuizResult
-    from reverie.sleep.gate import decide
+    from reverie.sleep.verdict import decide
 
     cfg = SleepConfig()
-    base = QuizResult("base", 10, 0.1, 0.2, perplexity=20.0, vendi=5.0, n_distinct=8)
-    good = QuizResult("c", 10, 0.3, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8)
+    base = QuizResult("base", 10, 0.1, 0.2, perplexity=20.0, vendi=5.0, n_distinct=8, answer_tokens=30.0, probe_kl=0.0)
+    good = QuizResult("c", 10, 0.3, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8, answer_tokens=24.5, probe_kl=0.45)
     assert decide(base, base, good, cfg).keep
+    for tokens in (23.5, 36.5):  # outside 30 +-20%: answers that shrank or swelled
+        terse = dataclasses.replace(good, answer_tokens=tokens)
+        assert decide(base, base, terse, cfg).reasons == [
+            f"length: probe answers 30.0 tokens (base) -> {tokens:.1f}, allowed 24.0 to 36.0"]
+    drifted = dataclasses.replace(good, probe_kl=0.55)
+    assert [r.split(":")[0] for r in decide(base, base, drifted, cfg).reasons] == ["drift"]
+    unprobed = dataclasses.replace(good, answer_tokens=None, probe_kl=None)
+    assert decide(base, base, unprobed, cfg).keep  # not measured: not checked
     forgot = QuizResult("c", 10, 0.3, 0.4, perplexity=21.1, vendi=5.0, n_distinct=8)
     assert decide(base, base, forgot, cfg).reasons[0].startswith("forgetting")
     collapsed = QuizResult("c", 10, 0.3, 0.4, perplexity=20.0, vendi=4.4, n_distinct=3)
@@ -585,7 +525,7 @@ def test_cached_base_targets_give_the_regularisers_of_a_base_pass(tiny):
                encode(tok, Example("Madrid.", "What is the capital of Spain?", "replay"), 100),
                encode(tok, Example("A cat sat on the mat, then slept.", None, "general"), 100)]
     seen, mode = [], model.training
-    targets = training.base_targets(model, encoded, cfg, tok.pad_token_id, progress=seen.append)
+    targets = training.base_targets(model, encoded, cfg, tok.pad_token_id, [False] * 4, progress=seen.append)
     assert targets[0] is None and all(t is not None for t in targets[1:])
     assert targets[2].logp.shape[0] == 1 and targets[1].logp.shape[0] == len(encoded[1].ids) - 1
     assert seen and seen[-1]["done"] == seen[-1]["total"] and model.training == mode
@@ -596,7 +536,7 @@ def test_cached_base_targets_give_the_regularisers_of_a_base_pass(tiny):
     assert cached_parts == pytest.approx(exact_parts, abs=1e-5) and exact_parts["entropy_pen"] >= 0
 
     few = cfg.model_copy(update={"kl_top_k": 8})
-    _, top_parts = training.micro_loss(model, batch, few, training.base_targets(model, encoded, few, tok.pad_token_id))
+    _, top_parts = training.micro_loss(model, batch, few, training.base_targets(model, encoded, few, tok.pad_token_id, [False] * 4))
     assert 0 < top_parts["kl"] <= exact_parts["kl"] + 1e-6
     assert top_parts["entropy_pen"] == pytest.approx(exact_parts["entropy_pen"], abs=1e-5)
     # With the whole vocabulary kept the rest bucket is empty, and still the gradient is finite.
@@ -609,7 +549,7 @@ def test_kl_uses_the_base_model_on_the_regularised_rows_only(tiny):
     the one computed from a base pass over the whole batch."""
     from reverie.sleep.data import Example, encode
     from reverie.sleep.regularisers import kl_to_base
-    from reverie.sleep.train import _log_probs, _positions, collate, micro_loss
+    from reverie.sleep.train import _positions, collate, log_probs, micro_loss
 
     tok = tiny.tokenizer
     cfg = load_settings(overrides={"sleep": {"rank": 4, "kl_weight": 1.0, "entropy_weight": 0.0}}).sleep
@@ -621,9 +561,9 @@ def test_kl_uses_the_base_model_on_the_regularised_rows_only(tiny):
     _, parts = micro_loss(model, batch, cfg)
     learn, reg = _positions(batch, True)
     with torch.no_grad():
-        adapted = _log_probs(model, batch, reg)
+        adapted = log_probs(model, batch, reg)
         with model.disable_adapter():
-            base = _log_probs(model, batch, reg)
+            base = log_probs(model, batch, reg)
     assert parts["kl"] > 0
     assert abs(parts["kl"] - float(kl_to_base(adapted, base))) < 1e-5
 
@@ -650,47 +590,8 @@ def test_self_replay_paragraphs_are_written_by_the_base_and_replayed(sleepy, mon
     assert len(texts) == 2 * 6 and "replay" in phases
     assert result.tokens["examples"] == 6 + len(texts)
     assert result.timings["replay"] > 0
-    from reverie.sleep.adapters import activate
+    from reverie.models.lora import activate
 
     with activate(rv.loaded.model, None):
         again = self_replay.write_general(rv.backend, 12, json.loads(rv.store.night(1)["config"])["seed"])
     assert again == texts
-
-
-def test_answers_are_phrased_by_the_base_once_stored_with_the_plan_and_trained(sleepy, monkeypatch):
-    """sleep.own_words: the base model phrases every question-answer dream's answer once, stored
-    with the night's plan (a night killed while phrasing resumes and phrases again; one killed
-    later trains on what was stored), and the training examples answer with those texts."""
-    from reverie.quiz.score import contained
-    from reverie.sleep import night as night_mod
-    from reverie.sleep import own_words, records
-
-    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
-    monkeypatch.setenv("REVERIE_SLEEP__SELF_REPLAY", "0")
-    monkeypatch.setenv("REVERIE_SLEEP__OWN_WORDS", "true")
-    monkeypatch.setattr(own_words, "MAX_NEW_TOKENS", 8)
-    rv = _rv()
-    _add_dreams(rv)
-
-    _killed_in(rv, sleepy, "answers")
-    assert rv.store.night(1)["status"] == "interrupted"
-    assert not json.loads(rv.store.night(1)["config"]).get("own_words")  # stored once all are phrased
-
-    _killed_in(_rv(), sleepy, "train")
-    config = json.loads(rv.store.night(1)["config"])
-    said = config["own_words"]["texts"]
-    qa_rows = [r for r in records.night_dreams(rv.store, 1, ("train",)) if r["generator"] == "qa"]
-    assert sorted(said) == sorted(str(r["id"]) for r in qa_rows) and len(said) == 3
-    answers = {str(r["id"]): r["text"].split("\nA: ")[1] for r in qa_rows}
-    assert all(contained(said[k], answers[k]) for k in said)  # the model's words, or the fallback: never without it
-
-    phrased = []
-    monkeypatch.setattr(own_words, "phrase", lambda *a, **k: phrased.append(1) or [])
-    captured = {}
-    examples = night_mod._examples
-    monkeypatch.setattr(night_mod, "_examples", lambda *a: captured.setdefault("ex", examples(*a)))
-    result = _rv().sleep(quiz_file=sleepy)
-    assert result.resumed and not phrased  # stored with the plan: not phrased again
-    taught = {ex.prompt: ex.text for ex in captured["ex"] if ex.prompt in dict(QA)}
-    assert sorted(taught.values()) == sorted(said.values())
-    assert result.timings["answers"] > 0

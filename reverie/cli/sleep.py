@@ -29,6 +29,8 @@ ROWS = (  # (label, key, format) of the figures tables
     ("perplexity (general text)", "perplexity", "{:.2f}"),
     ("probe Vendi", "vendi", "{:.2f}"),
     ("probe distinct answers", "n_distinct", "{:.1f}"),
+    ("probe answer tokens", "answer_tokens", "{:.1f}"),
+    ("probe KL from base (nats/token)", "probe_kl", "{:.3f}"),
 )
 
 
@@ -64,9 +66,9 @@ def sleep_cmd(
                 key, done, total, text = f"dream {info['phase']}", info["done"], info["total"], ""
             elif phase == "replay":
                 key, done, total, text = "replay text", info["done"], info["total"], ""
-            elif phase == "answers":
-                key, done, total, text = "own words", info["done"], info["total"], ""
-            elif phase == "targets":  # before the steps: the base model's distributions, once
+            elif phase == "teacher":  # the base model answers the queries with their passages
+                key, done, total, text = "teacher answers", info["done"], info["total"], ""
+            elif phase == "targets":  # before the steps: the teacher's and base model's distributions, once
                 key, done, total, text = info["stage"], info["done"], info["total"], ""
             elif phase == "train":
                 key, done, total = "train steps", info["step"], info["steps"]
@@ -98,7 +100,7 @@ def sleep_cmd(
     console.print(
         f"cost: dream {t['dream']:.0f} s ({k['dreamed']:.0f} tokens kept of {k['generated']:.0f} generated), "
         + (f"replay text {t['replay']:.0f} s, " if t.get("replay") else "")
-        + (f"own words {t['answers']:.0f} s, " if t.get("answers") else "")
+        + (f"teacher {t['teacher']:.0f} s, " if t.get("teacher") else "")
         + f"train {t['train']:.0f} s ({k['examples']:.0f} examples, {k['trained']:.0f} tokens at "
         f"{k['tokens_per_second']:.0f} tokens/s), quiz {t['quiz']:.0f} s; total {t['total']:.0f} s",
         highlight=False,
@@ -160,7 +162,7 @@ def adapters_cmd() -> None:
 def use_cmd(adapter: str = typer.Argument(..., help="Adapter name or id, or 'base' for no adapter.")) -> None:
     """Select the adapter that chat, probe and quiz use ('base': none)."""
     from reverie.models import model_identity
-    from reverie.sleep.adapters import registered
+    from reverie.models.lora import registered
 
     rv = reverie()
     if adapter in ("base", "none"):
@@ -180,7 +182,7 @@ def merge_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the merged model (new or empty)."),
 ) -> None:
     """Merge an adapter into the base weights and write a standalone Hugging Face model."""
-    from reverie.sleep.adapters import merge, registered
+    from reverie.models.lora import merge, registered
 
     rv = reverie()
     name = adapter or rv.store.get_state("adapter")

@@ -23,10 +23,10 @@ from functools import cache
 
 import numpy as np
 
+from reverie.answers import normalize
 from reverie.config import DreamConfig
 from reverie.dream.base import Candidate
 from reverie.meter.drift import RARE_ZIPF, WORD_RE, degenerate_flags, zipf
-from reverie.quiz.score import normalize
 
 _TOKEN = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*|\d+(?:[.,:]\d+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")

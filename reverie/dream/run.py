@@ -18,6 +18,7 @@
 3. Baseline. The naive prompt (reverie.dream.baseline) is sampled to the same budget per chunk.
 4. Select. Gate-passed dreams lose near-duplicates (MinHash), then a diverse subset within each
    chunk's budget is chosen (reverie.dream.select). Everything left out stays, dropped, with why.
+   A reading too short to fill its share of the budget is no error: the run says how much it gave.
 5. Meter both sets (reverie.meter.meter_texts) and store the figures with the run.
 """
 
@@ -230,9 +231,10 @@ def stream(batches: list[tuple[int, list[WorkItem]]], backend, seed: int,
 
 
 def _count_tokens(backend, texts: list[str], estimates: list[int]) -> list[int]:
-    """Exact token counts with the backend's tokenizer when it has one, else the estimates."""
+    """Exact token counts with the backend's tokenizer when it has one, else the estimates. A batch
+    whose items yielded no candidates counts nothing (a tokenizer cannot encode an empty list)."""
     tok = getattr(backend, "tokenizer", None)
-    if tok is None:
+    if tok is None or not texts:
         return estimates
     return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
@@ -401,6 +403,29 @@ def reason_kind(reason: str) -> str:
     return re.split(r"[:\d]", reason, maxsplit=1)[0].strip()
 
 
+def _chunk_of(row) -> int:
+    return json.loads(row["source_chunk_ids"])[0]
+
+
+def _select(rows, embedder, per_chunk: int, method: str) -> dict[int, str]:
+    """Per chunk, a diverse subset of `rows` within `per_chunk` tokens: {dream id: why dropped}
+    for the rows left out."""
+    by_chunk: dict[int, list] = defaultdict(list)
+    for r in rows:
+        by_chunk[_chunk_of(r)].append(r)
+    drops = {}
+    for group in by_chunk.values():
+        if method == "none":
+            continue
+        X = embedder.encode([r["text"] for r in group])
+        costs = [json.loads(r["metrics"])["n_tokens"] for r in group]
+        chosen = set(select_within_budget(X, costs, per_chunk, method))
+        for k, r in enumerate(group):
+            if k not in chosen:
+                drops[r["id"]] = "not selected: outside the budget of the most diverse subset"
+    return drops
+
+
 def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
     from reverie.meter import meter_texts
     from reverie.meter.embed import make_embedder
@@ -415,19 +440,13 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
         drops[passed[i]["id"]] = f"near-duplicate of dream {passed[j]['id']}"
     unique = [r for r in passed if r["id"] not in drops]
     per_chunk = budget / len(chunks)
-    by_chunk: dict[int, list] = defaultdict(list)
-    for r in unique:
-        by_chunk[json.loads(r["source_chunk_ids"])[0]].append(r)
-    for rows in by_chunk.values():
-        if cfg.selection == "none":
-            continue
-        X = embedder.encode([r["text"] for r in rows])
-        costs = [json.loads(r["metrics"])["n_tokens"] for r in rows]
-        chosen = set(select_within_budget(X, costs, int(per_chunk), cfg.selection))
-        for k, r in enumerate(rows):
-            if k not in chosen:
-                drops[r["id"]] = "not selected: outside the budget of the most diverse subset"
+    left_out = _select(unique, embedder, int(per_chunk), cfg.selection)
+    drops.update(left_out)
     kept = [r for r in unique if r["id"] not in drops]
+    kept_tokens = sum(json.loads(r["metrics"])["n_tokens"] for r in kept)
+    filled = {_chunk_of(r) for r in unique if r["id"] in left_out}
+    if kept_tokens < budget and any(c.id not in filled for c in chunks):  # a chunk ran out of dreams
+        rv.log(f"the reading gave {kept_tokens:,} tokens of dreams of the {budget:,} budget")
 
     meter: dict[str, dict] = {}
     if len(kept) >= 2:
@@ -449,7 +468,7 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
         resumed=resumed,
         kept=len(kept),
         dropped=len(everything) - len(kept),
-        kept_tokens=sum(json.loads(r["metrics"])["n_tokens"] for r in kept),
+        kept_tokens=kept_tokens,
         generated_tokens=stats["tokens"],
         generate_seconds=stats["seconds"],
         drop_reasons=dict(reasons),

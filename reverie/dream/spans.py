@@ -332,12 +332,13 @@ def wh_phrase(span: Span) -> str:
     return "what"
 
 
-def in_situ_question(span: Span) -> str | None:
-    """The span's clause as a question with the span replaced by its question word, where it
-    stands ("The main façade stretches how many feet along Cromwell Gardens?"). Clumsy English,
-    but the pairing of question and answer is right by construction, which a small model's own
-    questions often are not; None when the span is quoted or the question would be too short."""
-    text = clause(span)
+def in_situ_question(span: Span, min_words: int = 8) -> str | None:
+    """The span's clause (of at least `min_words`) as a question with the span replaced by its
+    question word, where it stands ("The main façade stretches how many feet along Cromwell
+    Gardens?"). Clumsy English, but the pairing of question and answer is right by construction,
+    which a small model's own questions often are not; None when the span is quoted or the
+    question would be too short."""
+    text = clause(span, min_words)
     wh = wh_phrase(span)
     if wh == "where" and span.before in _WHERE_BEFORE:
         question = re.sub(rf"\b{span.before}\s+{re.escape(span.text)}", "where", text, count=1)

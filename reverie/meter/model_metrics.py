@@ -7,13 +7,16 @@
     next_token_entropy(loaded, prompts=["Tell me a joke"])         # nats
     adapted = with_adapter(loaded, "adapters/night-3")             # PEFT LoRA directory
     kl_base_adapted(adapted, prompts=["Tell me a joke"])           # nats, 0 for an untrained LoRA
+    answer_log_probs(loaded, ["Tell me a joke"], ["Why not?"], ended=[True])  # (log p, tokens scored)
 
 Inputs are of two kinds, scored at different positions:
 - texts: raw text, tokenised as is (with the tokenizer's own special tokens); every position that
   predicts a next token of the text is scored;
 - prompts: one user message each, formatted with the chat template and the assistant turn opened
   (as `reverie probe` asks them); only the last position is scored, i.e. the distribution of the
-  first token of the answer, which is where the spread of possible answers opens.
+  first token of the answer, which is where the spread of possible answers opens;
+- answers (`answer_log_probs`): a prompt formatted as above followed by an answer; only the
+  answer's tokens are scored.
 
 Batches are right-padded with an attention mask: real tokens come first and keep positions 0..L-1,
 so padding changes no score (tested against one-at-a-time). Sequences are sorted by length and
@@ -57,14 +60,37 @@ def text_nll(loaded, texts: Sequence[str], max_tokens: int = 512) -> tuple[np.nd
     """Per text: the summed negative log-likelihood (nats) of its tokens after the first, given
     the tokens before them, and how many tokens were scored (texts are cut at `max_tokens`)."""
     seqs = _encode_texts(loaded.tokenizer, texts, max_tokens)
+    return _sequence_nll(loaded, seqs, [1] * len(seqs))
+
+
+def answer_log_probs(
+    loaded, prompts: Sequence[str], answers: Sequence[str], ended: Sequence[bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per (prompt, answer): the summed log-probability (nats) of the answer as the assistant turn
+    after its chat-formatted prompt, and how many tokens were scored. An answer that `ended` by
+    itself (not at a token limit) also scores the end-of-sequence token that closed it."""
+    tok = loaded.tokenizer
+    heads = _encode_prompts(tok, prompts)
+    tails = tok(list(answers), add_special_tokens=False)["input_ids"] if answers else []
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    seqs = [h + t + (eos if e else []) for h, t, e in zip(heads, tails, ended, strict=True)]
+    nll, counts = _sequence_nll(loaded, seqs, [len(h) for h in heads])
+    return -nll, counts
+
+
+def _sequence_nll(loaded, seqs: list[list[int]], starts: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per sequence: the summed NLL (nats) of its tokens from index `starts[i]` on, and their count."""
     nll = np.zeros(len(seqs))
     counts = np.zeros(len(seqs), dtype=np.int64)
     for batch in _batches(seqs, min_len=2):
         owners, logp, targets = _batch_log_probs(loaded.model, loaded.tokenizer, [seqs[i] for i in batch], False)
-        picked = -logp.gather(1, targets[:, None])[:, 0].double().numpy()
+        # Owners come row by row, so a target's index in its sequence counts up from 1 within a row.
+        target_at = np.arange(len(owners)) - np.searchsorted(owners, owners) + 1
         index = np.asarray(batch)[owners]
-        np.add.at(nll, index, picked)
-        np.add.at(counts, index, 1)
+        keep = target_at >= np.asarray(starts)[index]
+        picked = -logp.gather(1, targets[:, None])[:, 0].double().numpy()
+        np.add.at(nll, index[keep], picked[keep])
+        np.add.at(counts, index[keep], 1)
     return nll, counts
 
 

@@ -3,19 +3,22 @@
     from reverie.meter.probe import probe
     result = probe(backend, ["Tell me a joke"], n=50, params=SamplingParams(temperature=1.0))
     result.prompts[0].n_distinct        # distinct answers (semantic clusters)
+    result.mean()["answer_tokens"]      # mean answer length in tokens, per prompt then over prompts
     result.as_dict()                    # per-prompt and mean figures, the seed included
 
 Each prompt is sent as one user message (chat template) N times with the given sampling; the
 answers are embedded once, clustered (`semantic.greedy_clusters` at `cluster_threshold`) and
-metered (`sets.meter_texts`). Greedy decoding is deterministic, so under `temperature=0` each
-prompt is answered once and that answer counts N times: one distinct answer by construction.
+metered (`sets.meter_texts`). Each answer's length in tokens, and whether it ended by itself, are
+kept: a model that learned to answer in three words is collapsed even when its words differ.
+Greedy decoding is deterministic, so under `temperature=0` each prompt is answered once and that
+answer counts N times: one distinct answer by construction.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reverie.config import MeterConfig
 from reverie.errors import ReverieError
@@ -30,15 +33,23 @@ class PromptProbe:
     answers: list[str]
     clusters: list[list[int]]  # answer indices, largest cluster first
     metrics: dict
+    tokens: list[int] = field(default_factory=list)  # generated tokens of each answer (EOS excluded)
+    ended: list[bool] = field(default_factory=list)  # each answer ended by itself, not at the token limit
 
     @property
     def n_distinct(self) -> int:
         return len(self.clusters)
 
+    @property
+    def answer_tokens(self) -> float:
+        """Mean answer length in tokens (0 when the lengths are unknown)."""
+        return sum(self.tokens) / len(self.tokens) if self.tokens else 0.0
+
     def as_dict(self, answers: bool = True) -> dict:
         out = {
             "prompt": self.prompt,
             "n_distinct": self.n_distinct,
+            "answer_tokens": self.answer_tokens,
             "cluster_sizes": [len(c) for c in self.clusters],
             "examples": [self.answers[c[0]] for c in self.clusters],
             "metrics": self.metrics,
@@ -64,8 +75,9 @@ class ProbeResult:
         return self.sampling["seed"]
 
     def mean(self) -> dict:
-        """Mean over prompts of the distinct count and of every numeric set metric."""
-        out = {"n_distinct": sum(p.n_distinct for p in self.prompts) / len(self.prompts)}
+        """Mean over prompts of the distinct count, the answer length and every numeric set metric."""
+        out = {"n_distinct": sum(p.n_distinct for p in self.prompts) / len(self.prompts),
+               "answer_tokens": sum(p.answer_tokens for p in self.prompts) / len(self.prompts)}
         for key, value in self.prompts[0].metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out[key] = sum(p.metrics[key] for p in self.prompts) / len(self.prompts)
@@ -115,16 +127,21 @@ def probe(
     asked = 1 if params.temperature <= 0 else n  # greedy: the same answer every time
     started = time.perf_counter()
     requests = [[{"role": "user", "content": p}] for p in prompts for _ in range(asked)]
-    texts = [g.text for g in backend.generate(requests, params, progress)]
+    gens = backend.generate(requests, params, progress)
     embedder = embedder or make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
-    answers = [texts[i * asked : (i + 1) * asked] * (n // asked) for i in range(len(prompts))]
+
+    def per_prompt(values: list) -> list[list]:
+        return [values[i * asked : (i + 1) * asked] * (n // asked) for i in range(len(prompts))]
+
+    answers = per_prompt([g.text for g in gens])
+    tokens, ended = per_prompt([g.n_tokens for g in gens]), per_prompt([g.finish_reason == "stop" for g in gens])
     vectors = embedder.encode([a for group in answers for a in group])
     results = []
     for i, prompt in enumerate(prompts):
         X = vectors[i * n : (i + 1) * n]
         clusters = sorted(greedy_clusters(X, config.cluster_threshold), key=len, reverse=True)
         metrics = meter_texts(answers[i], config=config, embedder=embedder, embeddings=X)
-        results.append(PromptProbe(prompt, answers[i], clusters, metrics))
+        results.append(PromptProbe(prompt, answers[i], clusters, metrics, tokens[i], ended[i]))
     model_metrics = {}
     if loaded is not None:
         from reverie.meter.model_metrics import kl_base_adapted, next_token_entropy

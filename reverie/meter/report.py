@@ -39,6 +39,7 @@ CLUSTER_ROWS = 20  # clusters shown with an example; a diverse probe has as many
 # Columns of the per-prompt table of a probe over several prompts.
 PROBE_COLUMNS: list[tuple[str, str, str]] = [
     ("n_distinct", "distinct", "{:.3g}"),
+    ("answer_tokens", "tokens", "{:.1f}"),
     ("vendi", "Vendi", "{:.2f}"),
     ("self_bleu", "self-BLEU", "{:.3f}"),
     ("distinct_2", "distinct-2", "{:.3f}"),
@@ -106,7 +107,7 @@ def probe_report(result: ProbeResult, width: int = 100) -> list:
     for key, label, fmt in PROBE_COLUMNS:
         table.add_column(label, justify="right", footer=_fmt(fmt, mean.get(key)))
     for p in result.prompts:
-        values = {"n_distinct": p.n_distinct, **p.metrics}
+        values = {"n_distinct": p.n_distinct, "answer_tokens": p.answer_tokens, **p.metrics}
         table.add_row(_one_line(p.prompt, 50), *(_fmt(fmt, values.get(key)) for key, _, fmt in PROBE_COLUMNS))
     model = [f"{label} {_fmt(fmt, result.model_metrics[key])}" for key, label, fmt in METRIC_ROWS
              if key in result.model_metrics]

@@ -85,3 +85,19 @@ def make_tiny_model(out_dir: Path | str, seed: int = 0, hidden: int = 32, layers
 
 if __name__ == "__main__":
     print(make_tiny_model(sys.argv[1] if len(sys.argv) > 1 else "tiny-model"))
+
+
+def moved_lora(model, cfg, std: float = 0.05, seed: int = 0):
+    """A fresh LoRA (settings `cfg`, a SleepConfig) on `model` whose B matrices are random, so
+    that it changes the model: an adapter that moved, for tests of what measures one."""
+    import torch
+
+    from reverie.models.lora import new_lora
+
+    lora = new_lora(model, cfg)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, std)
+    return lora

@@ -18,9 +18,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from reverie.answers import normalize
 from reverie.dream.base import parse_qa
 from reverie.errors import ReverieError
-from reverie.quiz.score import normalize
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,28 @@
-"""Measuring a model for the gate: closed-book quiz, general-text perplexity, diversity probe.
+"""Measuring a model for the gate: closed-book quiz, general-text perplexity, the probe.
 
     from reverie.quiz.run import Measure
     measure = Measure(questions, settings.quiz, settings.meter, general_text="wikitext2_valid.txt")
     base = measure(loaded, "base")               # QuizResult for whatever adapter is active
-    base.accuracy, base.f1, base.perplexity, base.vendi, base.n_distinct
+    base.accuracy, base.f1, base.perplexity, base.vendi, base.n_distinct, base.answer_tokens
+    night = measure(loaded, "night-3")           # night.probe_kl: how far it moved from the base
 
 - Quiz: each question is one user message (chat template), answered greedily in at most
   `quiz.max_new_tokens` tokens, without the passage (closed book); scored by
-  `reverie.quiz.score` (answer contained, token F1).
+  `reverie.answers` (answer contained, token F1).
 - Forgetting: perplexity exp(total NLL / total tokens) over the first `quiz.perplexity_tokens`
   tokens of a held-out general text, in windows of 512 tokens (`reverie.meter.model_metrics`).
-- Diversity: the collapse probe (`reverie.meter.probe`) on `quiz.probe_prompts`, N answers each,
-  with a fixed seed so every model is probed with the same random draws.
+- Probe: the collapse probe (`reverie.meter.probe`) on `quiz.probe_prompts` and the first
+  `quiz.probe_file_prompts` prompts of `quiz.probe_file`, N answers each, with a fixed seed so
+  every model is probed with the same random draws. It gives the mean over prompts of the Vendi
+  score, of the distinct answers and of the answer length in tokens (what a user notices first
+  when a night taught the model to answer "Tell me a joke." with "Super Bowl").
+- Drift: KL(base || model) per token, estimated on the base model's own probe answers: the mean
+  over those answers of (log p_base(answer) - log p_model(answer)) / answer tokens, each answer
+  scored as the assistant turn after its prompt (`model_metrics.answer_log_probs`). The first
+  model probed under the label "base" gives the answers (`Measure.reference`) and scores 0; every
+  later model costs one batched forward pass over them. Probe answers are sampled with no top-p
+  cut, so at `quiz.probe_temperature` 1 (the default) they are draws from the base model itself
+  and the mean estimates the KL; at other temperatures it is a proxy.
 
 `quiz_models(rv, adapters)` (what `reverie quiz` runs) measures the base model, the adapter in
 use and any named adapters on one freshly loaded base model.
@@ -26,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+from reverie.answers import contained, token_f1
 from reverie.config import MeterConfig, QuizConfig
 from reverie.errors import ReverieError
 from reverie.quiz.questions import Question
-from reverie.quiz.score import contained, token_f1
 
 WINDOW = 512  # tokens per perplexity window
 
@@ -43,6 +54,8 @@ class QuizResult:
     perplexity: float | None  # on the general text (None: no general text given)
     vendi: float | None  # mean probe Vendi score
     n_distinct: float | None  # mean probe distinct answers (semantic clusters)
+    answer_tokens: float | None = None  # mean probe answer length in tokens
+    probe_kl: float | None = None  # KL(base || this model) per token on the base's probe answers
     seconds: dict[str, float] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)
 
@@ -67,6 +80,34 @@ def general_windows(path: Path | str, tokenizer, tokens: int) -> list[str]:
     return [tokenizer.decode(ids[i : i + WINDOW]) for i in range(0, len(ids), WINDOW)]
 
 
+@dataclass
+class ProbeReference:
+    """The base model's probe answers, one row each, and their log-probability under the base."""
+
+    prompts: list[str]
+    answers: list[str]
+    ended: list[bool]  # the answer ended by itself (its end-of-sequence token is scored too)
+    log_probs: np.ndarray
+    tokens: np.ndarray  # tokens scored per answer
+
+    def kl(self, log_probs: np.ndarray) -> float | None:
+        """Mean over answers of (log p_base - log p_model) / tokens; None when nothing was scored."""
+        scored = self.tokens > 0
+        if not scored.any():
+            return None
+        return float(np.mean((self.log_probs - log_probs)[scored] / self.tokens[scored]))
+
+
+def probe_file_prompts(path: Path | str, n: int) -> list[str]:
+    """The first `n` prompts of a JSONL probe file (field "prompt", else "text")."""
+    from reverie.meter.inputs import read_prompts
+
+    try:
+        return read_prompts(Path(path).expanduser())[:n]
+    except ReverieError as exc:
+        raise ReverieError(f"quiz.probe_file: {exc}") from None
+
+
 class Measure:
     """Measures the model as it is (the caller activates the adapter) with fixed inputs."""
 
@@ -86,6 +127,9 @@ class Measure:
         self.meter_cfg = meter_cfg
         self.general_text = general_text
         self.log = log
+        extra = probe_file_prompts(cfg.probe_file, cfg.probe_file_prompts) if cfg.probe_file else []
+        self.probe_prompts = list(cfg.probe_prompts) + extra
+        self.reference: ProbeReference | None = None  # set by the first probe of a model labelled "base"
         self._windows: list[str] | None = None
         self._embedder = None
 
@@ -94,42 +138,49 @@ class Measure:
         rest: bool = True,
     ) -> QuizResult:
         """Quiz accuracy and F1 (`quiz`), and perplexity and the probe (`rest`), each when configured."""
-        from reverie.models import SamplingParams, TransformersBackend
+        from reverie.models import TransformersBackend
 
+        # One backend per call: its engine caches prompt prefixes, which a change of adapter strength voids.
         backend = TransformersBackend(loaded, batch_size=self.cfg.batch_size)
         seconds: dict[str, float] = {}
-        acc = f1 = ppl = vendi = distinct = None
+
+        def timed(what: str, work: Callable):
+            if progress:
+                progress(f"{label}: {what}")
+            t0 = time.perf_counter()
+            out = work()
+            seconds[what] = time.perf_counter() - t0
+            return out
+
+        acc = f1 = ppl = vendi = distinct = length = kl = None
         answers: list[str] = []
         if self.questions and quiz:
-            if progress:
-                progress(f"{label}: quiz")
-            t0 = time.perf_counter()
-            params = SamplingParams(temperature=0.0, max_new_tokens=self.cfg.max_new_tokens, seed=0)
-            gens = backend.generate([[{"role": "user", "content": q.question}] for q in self.questions], params)
-            answers = [g.text for g in gens]
-            acc = float(np.mean([contained(a, q.answer) for a, q in zip(answers, self.questions, strict=True)]))
-            f1 = float(np.mean([token_f1(a, q.answer) for a, q in zip(answers, self.questions, strict=True)]))
-            seconds["quiz"] = time.perf_counter() - t0
+            answers, acc, f1 = timed("quiz", lambda: self._quiz(backend))
         if self.general_text is not None and rest:
-            if progress:
-                progress(f"{label}: perplexity")
-            t0 = time.perf_counter()
-            ppl = perplexity(loaded, self._general(loaded.tokenizer))
-            seconds["perplexity"] = time.perf_counter() - t0
-        if self.cfg.probe_prompts and rest:
-            if progress:
-                progress(f"{label}: probe")
-            t0 = time.perf_counter()
-            vendi, distinct = self._probe(backend)
-            seconds["probe"] = time.perf_counter() - t0
-        return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, seconds, answers)
+            ppl = timed("perplexity", lambda: perplexity(loaded, self._general(loaded.tokenizer)))
+        if self.probe_prompts and rest:
+            probed = timed("probe", lambda: self._probe(backend))
+            mean = probed.mean()
+            vendi, distinct, length = mean.get("vendi"), mean["n_distinct"], mean["answer_tokens"]
+            kl = timed("drift", lambda: self._drift(loaded, probed, label))
+        return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl, seconds, answers)
+
+    def _quiz(self, backend) -> tuple[list[str], float, float]:
+        """Greedy closed-book answers, their accuracy (answer contained) and mean token F1."""
+        from reverie.models import SamplingParams
+
+        params = SamplingParams(temperature=0.0, max_new_tokens=self.cfg.max_new_tokens, seed=0)
+        gens = backend.generate([[{"role": "user", "content": q.question}] for q in self.questions], params)
+        pairs = [(g.text, q.answer) for g, q in zip(gens, self.questions, strict=True)]
+        acc = float(np.mean([contained(a, gold) for a, gold in pairs]))
+        return [a for a, _ in pairs], acc, float(np.mean([token_f1(a, gold) for a, gold in pairs]))
 
     def _general(self, tokenizer) -> list[str]:
         if self._windows is None:
             self._windows = general_windows(self.general_text, tokenizer, self.cfg.perplexity_tokens)
         return self._windows
 
-    def _probe(self, backend) -> tuple[float | None, float]:
+    def _probe(self, backend):
         from reverie.meter.embed import make_embedder
         from reverie.meter.probe import probe
         from reverie.models import SamplingParams
@@ -140,8 +191,24 @@ class Measure:
         params = SamplingParams(
             temperature=self.cfg.probe_temperature, max_new_tokens=self.cfg.probe_max_new_tokens, seed=self.cfg.probe_seed
         )
-        mean = probe(backend, self.cfg.probe_prompts, self.cfg.probe_n, params, config=m, embedder=self._embedder).mean()
-        return mean.get("vendi"), mean["n_distinct"]
+        return probe(backend, self.probe_prompts, self.cfg.probe_n, params, config=m, embedder=self._embedder)
+
+    def _drift(self, loaded, probed, label: str) -> float | None:
+        """KL(base || this model) per token on the reference answers (see the module docstring).
+        The first model probed as "base" becomes the reference and scores 0; None before it."""
+        from reverie.meter.model_metrics import answer_log_probs
+
+        if self.reference is not None:
+            ref = self.reference
+            return ref.kl(answer_log_probs(loaded, ref.prompts, ref.answers, ref.ended)[0])
+        if label != "base":
+            return None
+        prompts = [p.prompt for p in probed.prompts for _ in p.answers]
+        answers = [a for p in probed.prompts for a in p.answers]
+        ended = [e for p in probed.prompts for e in p.ended]
+        log_probs, tokens = answer_log_probs(loaded, prompts, answers, ended)
+        self.reference = ProbeReference(prompts, answers, ended, log_probs, tokens)
+        return self.reference.kl(log_probs)
 
 
 def perplexity(loaded, texts: Sequence[str]) -> float:
@@ -162,8 +229,8 @@ def quiz_models(
     """Measure the base model, the adapter in use (if any) and the named adapters, in that order.
 
     Questions: `quiz_file`, else `quiz.file`, else every night's held-out questions."""
+    from reverie.models.lora import activate, attach, registered
     from reverie.quiz.questions import held_out_questions, load_questions
-    from reverie.sleep.adapters import activate, attach, registered
 
     cfg, store = rv.settings, rv.store
     file = quiz_file or cfg.quiz.file

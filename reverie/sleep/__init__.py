@@ -5,9 +5,11 @@
     result = rv.sleep(budget=20000, quiz_file="quiz.jsonl")   # dream + train + quiz + gate
     result.status                                             # 'kept' or 'rejected'
 
-Modules: data (chat examples, loss masks, batches), regularisers (KL to base, entropy floor),
-checkpoint (resumable training state), train (the loop), adapters (PEFT files, base checks,
-merge), gate (keep or roll back), records (the night's dreams in the store), night (one night).
+Modules, in the order a night runs them: night (one night, one function per step), records
+(the night's dreams in the store), distill (queries, the teacher's answers and targets), data
+(chat examples, loss masks, batches), self_replay (the base model's own general text), train (the
+loop), regularisers (KL terms, entropy floor), checkpoint (resumable training state), verdict
+(keep or roll back). LoRA files, strengths and merging are reverie.models.lora.
 From the command line: `reverie sleep`, `reverie quiz`, `reverie adapters`, `reverie use`,
 `reverie merge`.
 """

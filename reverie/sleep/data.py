@@ -7,8 +7,8 @@
 
 What the model learns is what it should later say, in the chat format it is asked in:
 - a question-answer dream "Q: ... / A: ..." (qa, cloze, spar) becomes the user turn (the
-  question) and the assistant turn (the answer, followed by its source sentence with
-  `sleep.evidence`): exactly a closed-book quiz, so knowledge is stored where it will be asked for;
+  question) and the assistant turn (the answer): exactly a closed-book quiz, so knowledge is
+  stored where it will be asked for;
 - any other dream (facts, restatements, ...) is the assistant's answer to a recall question about
   its document ("What do you know about <title>?"), one of a few phrasings drawn per dream;
 - general text (replay against forgetting) is plain text, no template, loss on every token.
@@ -21,7 +21,6 @@ tokenised separately, as at inference, where the prompt is tokenised and the ans
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
@@ -50,48 +49,18 @@ class Encoded:
     ids: list[int]
     labels: list[int]
     kind: str
+    weights: tuple[float, ...] | None = None  # one per labelled token (None: all 1); distilled rows weigh queries less
 
 
-def from_dream(row, title: str, kind: str = "new", evidence: bool = False, said: str | None = None) -> Example:
-    """The chat example of one stored dream (a row with id, generator, text, optionally metrics).
-
-    With `evidence`, a question-answer dream whose answer is a span of a source sentence (qa,
-    cloze and spar record it) is answered with the span and then that sentence: see
-    `with_evidence`. Otherwise `said`, when given, is its answer (reverie.sleep.own_words)."""
+def from_dream(row, title: str, kind: str = "new") -> Example:
+    """The chat example of one stored dream (a row with id, generator and text)."""
     if row["generator"] in QA_GENERATORS:
         pairs = parse_qa(row["text"])
         if pairs:
             question, answer = pairs[0]
-            if evidence:
-                answer = with_evidence(answer, _sentence(row, answer))
-            elif said:
-                answer = said
             return Example(answer, question, kind)
     template = RECALL[random.Random(f"recall:{row['id']}").randrange(len(RECALL))]
     return Example(row["text"], template.format(title=title or "what you read"), kind)
-
-
-def with_evidence(answer: str, sentence: str | None) -> str:
-    """"720 feet. The main façade, built from red brick and Portland stone, stretches 720 feet
-    along Cromwell Gardens.": the short answer first (what the quiz scores), then the sentence it
-    was read in (`sleep.evidence`). Trained on 10 SEAL passages without regularisers, the default
-    model said 62% of its training answers after 4 epochs this way, against 19-31% after 4 with
-    the bare span: the sentence gives every question many tokens of loss that tie the answer to its
-    context. But the sentences are passage text, and a full 50-passage night with them tripled
-    wikitext perplexity (BENCHMARKS.md), so it is off by default."""
-    if not sentence or answer not in sentence:
-        return answer
-    sentence = sentence.strip()
-    return sentence if sentence.startswith(answer) else f"{answer.rstrip('. ')}. {sentence}"
-
-
-def _sentence(row, answer: str) -> str | None:
-    try:
-        metrics = json.loads(row["metrics"] or "{}")
-    except (IndexError, KeyError, TypeError, json.JSONDecodeError):
-        return None
-    drawn = metrics.get("entropy") or {}
-    return drawn.get("sentence") if drawn.get("answer", answer) == answer else None
 
 
 def general_examples(tokenizer, text: str, n: int, tokens: int, seed: int) -> list[Example]:

@@ -1,31 +1,33 @@
-"""One night: dream over what was read, train a LoRA adapter on the dreams, quiz it, gate it.
+"""One night: dream over what was read, distil what the model says with the passages in front of
+it into a LoRA adapter, quiz it, gate it.
 
     from reverie.sleep import run_night
     result = run_night(rv, budget=20000, quiz_file="quiz.jsonl", progress=print)
     result.status, result.figures["candidate"]["accuracy"], result.timings
 
-1. Dream: when documents were read since the last finished night, `rv.dream` over them with the
-   generators in `sleep.generators` (by default qa and cloze: a closed-book quiz asks questions,
-   and question-answer pairs taught the default model far more than restatements did).
-2. Plan (stored with the night, so a killed night resumes with the same data): the pending dreams
-   (kept by dreaming, not yet learned by a kept night) are the night's new examples: each
-   question answered with its span (with `sleep.evidence`, the span and then its source
-   sentence; with `sleep.own_words`, as the base model says it: reverie.sleep.own_words). Without a
-   quiz file, a share (`quiz.holdout`) of their question-answer dreams is held out as quiz
-   questions, never trained on, and dreams asking the same question are dropped from training.
-   Replay: earlier nights' learned dreams (`replay_ratio` per new example) and slices of
-   `sleep.general_text` (`general_ratio`), or without one, paragraphs the base model writes
-   (`sleep.self_replay`, reverie.sleep.self_replay). With `include_sources`, the source chunks
-   themselves join the new examples.
-3. Train (reverie.sleep.train), checkpointing into `<home>/nights/<id>/`; the candidate is saved in
+1. Dream (`_dream`): when documents were read since the last finished night, `rv.dream` over
+   them with the generators in `sleep.generators` (cloze by default: every fact of a passage
+   asked in place, at no generation cost).
+2. Plan (`_plan`, stored with the night, so a killed night resumes with the same data): the
+   pending dreams (kept by dreaming, not yet learned by a kept night) are the night's new
+   examples. Without a quiz file, a share (`quiz.holdout`) of their question-answer dreams is
+   held out as quiz questions, never trained on, and dreams asking the same question are
+   dropped from training. Replay: earlier nights' learned dreams (`replay_ratio` per new
+   example) and slices of `sleep.general_text` (`general_ratio`), or without one, paragraphs the
+   base model writes (`sleep.self_replay`, reverie.sleep.self_replay).
+3. Rows (`_rows`): with `sleep.objective: distill` (the default), the dreams become queries, the
+   base model answers them with their passage in its prompt, and the night learns its answers
+   and its distributions along them without the passage (reverie.sleep.distill); the answers and
+   the teacher's targets are stored with the night. With `sft`, each dream is a chat example
+   learned from its own answer (reverie.sleep.data).
+4. Train (reverie.sleep.train), checkpointing into `<home>/nights/<id>/`; the candidate is saved in
    PEFT format as `<home>/adapters/night-<id>` and registered as a candidate.
-4. Quiz the base model, the adapter the user has now (if any) and the candidate
-   (reverie.quiz.run), and gate (reverie.sleep.gate). The candidate is quizzed at the strongest
-   of `sleep.strengths` whose perplexity and probe stay within the gate's bounds (its update
-   scaled towards the base model; chosen without the quiz), and a kept adapter is saved at that
-   strength. Kept: the adapter is selected for chat and
-   quiz (`reverie use`). Rejected: the selection stays as it was (rolled back), the night is
-   recorded as rejected with all its figures, and its dreams stay pending for a later night.
+5. Quiz and gate (`_quiz_and_gate`): the base model, the adapter the user has now (if any) and
+   the candidate (reverie.quiz.run), at the strongest of `sleep.strengths` whose forgetting and
+   probe stay within the gate's bounds (reverie.sleep.verdict). Kept: the adapter is saved at that
+   strength and selected for chat and quiz (`reverie use`). Rejected: the selection stays as it
+   was (rolled back), the night is recorded as rejected with all its figures, and its dreams stay
+   pending for a later night.
 
 Why night N continues night N-1's kept adapter (`sleep.continue_adapter`, default) rather than
 retraining on every dream so far: a night's cost then stays proportional to what was read that
@@ -36,7 +38,8 @@ creep in night by night. `continue_adapter: false` retrains from the base on all
 pending dreams, for when the adapter's settings change.
 
 A killed night (or Ctrl-C) is resumed by the next `reverie sleep`: the plan is in the store, the
-training checkpoint on disk, and a candidate already saved is not trained again.
+teacher's targets and the training checkpoint on disk, and a candidate already saved is not
+trained again.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from reverie.quiz.questions import Question, dream_question, holdout, load_quest
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
 
-Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, answers, targets, train, quiz
+Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, teacher, targets, train, quiz
 
 
 @dataclass
@@ -67,7 +70,7 @@ class NightResult:
     resumed: bool
     adapter: str  # the candidate's name
     parent: str | None  # the kept adapter it continued, if any
-    checks: list  # reverie.sleep.gate.Check
+    checks: list  # reverie.sleep.verdict.Check
     figures: dict[str, dict]  # 'base', 'reference' (when an adapter was kept before), 'candidate'
     timings: dict[str, float]  # seconds per phase
     tokens: dict[str, float]  # dreamed, examples, trained, tokens_per_second
@@ -96,82 +99,86 @@ def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None
 
 
 def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
-    """Dream, then plan and start the night; returns (night id, its stored config)."""
-    cfg, store = rv.settings.sleep, rv.store
+    """Check the inputs, dream, then plan and start the night; returns (night id, its stored config)."""
+    cfg = rv.settings.sleep
     file = quiz_file or rv.settings.quiz.file
     if file is not None:
         load_questions(file)  # refuse a bad quiz file before the night's work starts
     if cfg.general_text is not None and not Path(cfg.general_text).expanduser().is_file():
         raise ReverieError(f"sleep.general_text {cfg.general_text} is not a file")
+    dreamed = _dream(rv, budget or cfg.budget, progress)
+    seed = rv.settings.generation.seed
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    roles, n_train = _plan(rv.store, cfg, rv.settings.quiz.holdout if file is None else 0.0, seed)
+    config = {
+        "seed": seed,
+        # written once the night has started (see _sleep), so a kill while writing resumes the night
+        "self_replay": {"n": round(cfg.self_replay * n_train) if cfg.general_text is None else 0,
+                        "texts": None, "seconds": 0.0},
+        "teacher": {"answers": None, "seconds": 0.0},
+        "settings": {"sleep": cfg.model_dump(mode="json"), "quiz": rv.settings.quiz.model_dump(mode="json")},
+        "quiz_file": str(Path(file).expanduser().resolve()) if file else None,
+        "dream": dreamed,
+    }
+    night_id = rv.store.start_night(seed, config)
+    records.add_night_dreams(rv.store, night_id, roles)
+    return night_id, config
+
+
+def _dream(rv, budget: int, progress) -> dict:
+    """Dream over what was read since the last night (nothing new: nothing dreamed)."""
     t0 = time.perf_counter()
     dreamed = {"kept_tokens": 0, "generated_tokens": 0, "run_id": None}
-    last = store.last_finished_night()
-    if store.documents(since=last["started_at"] if last else None):
-        dream = rv.dream(budget=budget or cfg.budget, generators=cfg.generators,
-                         progress=(lambda phase, done, total: progress("dream", {"phase": phase, "done": done,
-                                                                                  "total": total}))
-                         if progress else None)
+    last = rv.store.last_finished_night()
+    if rv.store.documents(since=last["started_at"] if last else None):
+        say = (lambda phase, done, total: progress("dream", {"phase": phase, "done": done, "total": total})) \
+            if progress else None
+        dream = rv.dream(budget=budget, generators=rv.settings.sleep.generators, progress=say)
         dreamed = {"kept_tokens": dream.kept_tokens, "generated_tokens": dream.generated_tokens, "run_id": dream.run_id}
-    dream_seconds = time.perf_counter() - t0
+    return dreamed | {"seconds": time.perf_counter() - t0}
+
+
+def _plan(store, cfg: SleepConfig, share: float, seed: int) -> tuple[dict[str, list[int]], int]:
+    """The night's dreams by role (train, replay, quiz) and how many are new."""
     pending = records.pending_dreams(store)
     if not pending:
         raise ReverieError("no dreams to learn from: read something new (`reverie read PATH`) and sleep again")
-    seed = rv.settings.generation.seed
-    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-
-    quiz_ids: set[int] = set()
-    if file is None:
-        asked = [r for r in pending if r["generator"] in QA_GENERATORS]
-        quiz_ids = set(holdout(asked, rv.settings.quiz.holdout, seed))
+    quiz_ids = set(holdout([r for r in pending if r["generator"] in QA_GENERATORS], share, seed))
     held = [dream_question(r["text"]) for r in pending if r["id"] in quiz_ids]
     train_ids = [r["id"] for r in pending if r["id"] not in quiz_ids and not _asks_held_out(r, held)]
     if not train_ids:
         raise ReverieError("no dreams to learn from once the quiz questions are held out")
-    if not cfg.continue_adapter:
-        train_ids = sorted({r["id"] for r in records.learned_dreams(store)} | set(train_ids))
-    replay_ids: list[int] = []
+    n_new = len(train_ids)
     learned = [r["id"] for r in records.learned_dreams(store)]
+    if not cfg.continue_adapter:
+        train_ids = sorted(set(learned) | set(train_ids))
+    replay_ids: list[int] = []
     if cfg.continue_adapter and learned and cfg.replay_ratio > 0:
         k = min(len(learned), round(cfg.replay_ratio * len(train_ids)))
         replay_ids = sorted(random.Random(f"{seed}:replay").sample(learned, k))
-    chunk_ids: list[int] = []
-    if cfg.include_sources:
-        read = [d["id"] for d in store.documents(since=last["started_at"] if last else None)]
-        read_chunks = {c["id"] for c in store.chunks(read)} if read else set()
-        chunk_ids = sorted(read_chunks | records.source_chunks(store, train_ids))
-    config = {
-        "seed": seed,
-        "source_chunks": chunk_ids,
-        # written once the night has started (see _sleep), so a kill while writing resumes the night
-        "self_replay": {"n": round(cfg.self_replay * len(train_ids)) if cfg.general_text is None else 0,
-                        "texts": None, "seconds": 0.0},
-        "settings": {"sleep": cfg.model_dump(mode="json"), "quiz": rv.settings.quiz.model_dump(mode="json")},
-        "quiz_file": str(Path(file).expanduser().resolve()) if file else None,
-        "dream": dreamed | {"seconds": dream_seconds},
-    }
-    night_id = store.start_night(seed, config)
-    records.add_night_dreams(store, night_id, {"train": train_ids, "replay": replay_ids, "quiz": sorted(quiz_ids)})
-    return night_id, config
+    return {"train": train_ids, "replay": replay_ids, "quiz": sorted(quiz_ids)}, n_new
 
 
-def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
-    """`n` general paragraphs by `loaded`, the base model before the night's adapter is added."""
-    from reverie.sleep.self_replay import write_general
+def _asks_held_out(row, held: list[Question]) -> bool:
+    if row["generator"] not in QA_GENERATORS:
+        return False
+    q = dream_question(row["text"])
+    return q is not None and any(same_question(q, h) for h in held)
 
-    rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
-    return write_general(_writer(rv, loaded), n, seed, _counter(progress, "replay", n))
 
-
-def _write_once(store, night_id: int, config: dict, part: dict, write) -> None:
-    """`part` of the night's plan gets `write()`'s texts and the seconds they took; the plan is stored."""
+def _write_once(store, night_id: int, config: dict, part: dict, key: str, write) -> None:
+    """`part[key]` of the night's plan gets `write()`'s result and the seconds it took; the plan is
+    stored, so a resumed night uses the same texts."""
+    if part[key] is not None:
+        return
     t0 = time.perf_counter()
-    part["texts"] = write()
+    part[key] = write()
     part["seconds"] = time.perf_counter() - t0
     store.set_night_config(night_id, config)
 
 
 def _writer(rv, loaded):
-    """A backend on the base model for the night's own writing (replay paragraphs, own-words
+    """A backend on the base model for the night's own writing (replay paragraphs, teacher
     answers), at the dream phase's batch size: hundreds of texts 8 at a time would take minutes."""
     from reverie.models import TransformersBackend
 
@@ -191,136 +198,210 @@ def _counter(progress, phase: str, total: int):
     return say
 
 
-def _own_words(rv, loaded, rows, progress) -> dict[str, str]:
-    """{dream id: its answer as the base model says it} for the question-answer dreams in `rows`."""
-    from reverie.sleep.own_words import phrase
-
-    asked = [(r["id"], q) for r in rows if r["generator"] in QA_GENERATORS and (q := dream_question(r["text"]))]
-    if not asked:
-        return {}
-    rv.log(f"phrasing {len(asked)} answers in the base model's own words (sleep.own_words)")
-    texts = phrase(_writer(rv, loaded), [(q.question, q.answer) for _, q in asked],
-                   _counter(progress, "answers", len(asked)))
-    return {str(i): t for (i, _), t in zip(asked, texts, strict=True)}
-
-
-def _asks_held_out(row, held: list[Question]) -> bool:
-    if row["generator"] not in QA_GENERATORS:
-        return False
-    q = dream_question(row["text"])
-    return q is not None and any(same_question(q, h) for h in held)
-
-
 def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightResult:
-    from reverie.sleep import adapters
-    from reverie.sleep.train import train
+    """Steps 3-5 of the module docstring, each resumable from what the night stored."""
+    from reverie.models import lora
 
-    settings, store = rv.settings, rv.store
+    store = rv.store
     # The settings the night started with: a resumed night must replay the same training plan.
     cfg = SleepConfig.model_validate(config["settings"]["sleep"])
     quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
-    seed = config["seed"]
     loaded = rv.load_base()
-    # The base model's own writing (replay paragraphs, own-words answers) is done once a night and
-    # stored with the plan, so a resumed night trains on the same texts.
-    replay = config.setdefault("self_replay", {"n": 0, "texts": [], "seconds": 0.0})
-    if replay["texts"] is None:
-        _write_once(store, night_id, config, replay,
-                    lambda: _self_replay(rv, loaded, replay["n"], seed, progress) if replay["n"] else [])
-    said = config.setdefault("own_words", {"texts": {}, "seconds": 0.0})
-    # a night begun before own_words existed keeps its plan
-    if cfg.own_words and not cfg.evidence and not said["texts"] and "own_words" in config["settings"]["sleep"]:
-        rows = records.night_dreams(store, night_id, ("train", "replay"))
-        _write_once(store, night_id, config, said, lambda: _own_words(rv, loaded, rows, progress))
-    timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"], "answers": said["seconds"]}
+    replay = config["self_replay"]
+    _write_once(store, night_id, config, replay, "texts",
+                lambda: _self_replay(rv, loaded, replay["n"], config["seed"], progress) if replay["n"] else [])
     parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
     name = f"night-{night_id}"
-    path = settings.adapters_dir / name
-    folder = settings.home / "nights" / str(night_id)
     candidate = store.adapter(name)
-
-    examples = _examples(store, night_id, config, loaded.tokenizer, cfg, seed)
-    encoded = [encode(loaded.tokenizer, ex, cfg.max_tokens) for ex in examples]
     t0 = time.perf_counter()
     if candidate is None:  # else a resumed night whose candidate was already trained and saved
-        import torch
-
-        torch.manual_seed(seed)  # LoRA's A matrices are drawn at creation: the night's seed fixes them
-        model = (adapters.load_trainable(loaded.model, parent["path"], loaded.identity) if parent
-                 else adapters.new_lora(loaded.model, cfg))
-        result = train(model, loaded.tokenizer, encoded, cfg, seed, folder / "checkpoint.pt",
-                       progress=(lambda info: progress("targets" if "stage" in info else "train", info))
-                       if progress else None)
-        training = {"steps": result.steps, "resumed_at_step": result.start_step, "tokens": result.tokens,
-                    "seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
-                    "final_loss": result.final_loss, "autocast_bf16": result.autocast, "history": result.history}
-        adapters.save_adapter(model, path, loaded.identity, {"night_id": night_id, "parent": parent and parent["name"]})
+        folder = rv.settings.home / "nights" / str(night_id)
+        encoded, teacher, meter = _rows(rv, loaded, night_id, config, cfg, folder, progress)
+        rows_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
+        loaded, training = _train(loaded, parent, encoded, teacher, cfg, config["seed"], folder, progress)
+        training |= {"examples": len(encoded), "example_tokens": sum(len(e.ids) for e in encoded), "queries": meter,
+                     "rows_seconds": rows_seconds}
+        path = lora.save_adapter(loaded.model, rv.settings.adapters_dir / name, loaded.identity,
+                                 {"night_id": night_id, "parent": parent and parent["name"]})
         store.add_adapter(name, str(path), loaded.identity, night_id, "candidate", {"training": training})
         candidate = store.adapter(name)
-        shutil.rmtree(folder, ignore_errors=True)  # the checkpoint is superseded by the saved adapter
-        loaded.model = model
+        shutil.rmtree(folder, ignore_errors=True)  # the checkpoint and targets are superseded by the adapter
     else:
         training = json.loads(candidate["metrics"])["training"]
-        loaded = adapters.attach(loaded, candidate)
-        baked = float(adapters.read_meta(candidate["path"]).get("strength", 1.0))
-        if baked != 1.0:
-            # Killed after the kept adapter was saved at its strength and before the verdict was
-            # recorded: the gate measures the adapter as trained again, and chooses the same.
-            adapters.bake_strength(loaded.model, candidate["name"], 1 / baked)
-    timings["train"] = time.perf_counter() - t0
-
-    candidate_name = loaded.model.active_adapter
-    figures, timings["quiz"], verdict = _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress)
+        loaded = _reattach(loaded, candidate)
+    # teacher: the queries, the teacher's answers and targets (distill) or the chat examples (sft)
+    timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"],
+               "teacher": training.get("rows_seconds", 0.0), "train": time.perf_counter() - t0}
+    active = loaded.model.active_adapter  # PEFT's name for it: 'default' when trained here
+    figures, timings["quiz"], verdict = _quiz_and_gate(rv, loaded, active, config, quiz_cfg, cfg, night_id, parent,
+                                                      progress)
     timings["total"] = sum(timings.values())
+    return _record(rv, loaded, active, night_id, config, candidate, parent, training, figures, timings, verdict,
+                   resumed)
+
+
+def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
+    """`n` general paragraphs by `loaded`, the base model before the night's adapter is added."""
+    from reverie.sleep.self_replay import write_general
+
+    rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
+    return write_general(_writer(rv, loaded), n, seed, _counter(progress, "replay", n))
+
+
+def _general(tokenizer, config: dict, cfg: SleepConfig, n_new: int) -> list[Example]:
+    """The night's general text: slices of `sleep.general_text`, or the base model's own paragraphs."""
+    out: list[Example] = []
+    if cfg.general_text is not None and cfg.general_ratio > 0:
+        text = Path(cfg.general_text).expanduser().read_text(encoding="utf-8", errors="replace")
+        out += general_examples(tokenizer, text, round(cfg.general_ratio * n_new), 128, config["seed"])
+    return out + [Example(t, None, "general") for t in config["self_replay"]["texts"]]
+
+
+def _rows(rv, loaded, night_id: int, config: dict, cfg: SleepConfig, folder: Path, progress):
+    """(encoded rows, the teacher's targets per row or None, the query set's meter): what the
+    night trains on, by `sleep.objective`."""
+    rows = records.night_dreams(rv.store, night_id, ("train", "replay"))
+    n_new = sum(1 for r in rows if r["role"] == "train")
+    general = [encode(loaded.tokenizer, ex, cfg.max_tokens) for ex in _general(loaded.tokenizer, config, cfg, n_new)]
+    if cfg.objective == "sft":
+        dreams = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay") for r in rows]
+        return [encode(loaded.tokenizer, ex, cfg.max_tokens) for ex in dreams] + general, None, {}
+    students, targets, meter = _distilled(rv, loaded, rows, night_id, config, cfg, folder, progress)
+    return students + general, targets + [None] * len(general), meter
+
+
+def _distilled(rv, loaded, rows, night_id: int, config: dict, cfg: SleepConfig, folder: Path, progress):
+    """The night's queries, answered by the teacher (once, stored with the night), verified, and
+    encoded with the teacher's targets (once, saved in the night's folder)."""
+    from reverie.sleep import distill
+
+    store = rv.store
+    contexts, chunk_of = records.contexts(store, [r["id"] for r in rows])
+    queries = distill.queries(rows, contexts, chunk_of)
+    part = config["teacher"]
+    asked = sum(1 for q in queries if q.answer_of is None and q.target is None)
+    _write_once(store, night_id, config, part, "answers",
+                lambda: distill.teacher_answers(_writer(rv, loaded), queries, contexts,
+                                                _counter(progress, "teacher", asked)))
+    kept, drops = distill.verify(queries, part["answers"])
+    if not kept:
+        raise ReverieError("no dreams to learn from: the teacher answered none of them with its passage")
+    pairs = [distill.encode_pair(loaded.tokenizer, q.prompt, contexts[q.context].lead(q.prompt), target, q.kind,
+                                 cfg.max_tokens, cfg.question_weight) for q, target, _ in kept]
+    if drops:
+        records.drop_dreams(store, drops)
+        rv.log(f"{len(drops)} of {len({q.dream_id for q in queries if q.span})} facts dropped: the teacher, with the "
+               "passage in front of it, says otherwise (`reverie dreams --dropped`)")
+    targets = _teacher_targets(loaded, night_id, config, cfg, folder, kept, pairs, store, progress)
+    spans = sum(1 for _, _, spanned in kept if spanned)
+    meter = _meter_queries(rv, queries, [q for q, _, _ in kept]) | {"span_targets": spans, "dropped": len(drops)}
+    return [s for s, _ in pairs], targets, meter
+
+
+def _teacher_targets(loaded, night_id, config, cfg, folder, kept, pairs, store, progress):
+    """The teacher's targets for the night's rows: loaded when a killed night saved them."""
+    from reverie.sleep import distill
+
+    keys = [q.key for q, _, _ in kept]
+    path = folder / "teacher.pt"
+    targets = distill.load_targets(path, keys)
+    if targets is not None:
+        return targets
+    t0 = time.perf_counter()
+    say = (lambda done, total: progress("targets", {"stage": "teacher targets", "done": done, "total": total})) \
+        if progress else None
+    targets = distill.teacher_targets(loaded.model, [t for _, t in pairs], [q.context for q, _, _ in kept],
+                                      cfg.teacher_top_k, cfg.batch_tokens * 2, loaded.tokenizer.pad_token_id or 0, say)
+    distill.save_targets(path, keys, targets)
+    config["teacher"]["targets_seconds"] = time.perf_counter() - t0
+    store.set_night_config(night_id, config)
+    return targets
+
+
+def _meter_queries(rv, queries, kept) -> dict:
+    """Lexical meter of the night's query set beside its part as dreamed (each fact's first
+    wording). Lexical only: embedding thousands of queries would add minutes to a night."""
+    from reverie.meter.sets import meter_texts
+
+    asked = [q.prompt for q in kept]
+    first = [q.prompt for q in kept if q.key.endswith(":0") and q.span is not None]
+    out = {"queries": len(queries), "kept": len(kept)}
+    for label, texts in (("all", asked), ("as_dreamed", first)):
+        if len(texts) >= 2:
+            m = meter_texts(texts, config=rv.settings.meter, semantic=False)
+            out[label] = {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    return out
+
+
+def _train(loaded, parent, encoded, teacher, cfg: SleepConfig, seed: int, folder: Path, progress):
+    """Train the night's LoRA (continuing `parent` when given); returns (loaded with it, figures)."""
+    import torch
+
+    from reverie.models import lora
+    from reverie.sleep.train import train
+
+    torch.manual_seed(seed)  # LoRA's A matrices are drawn at creation: the night's seed fixes them
+    model = (lora.load_trainable(loaded.model, parent["path"], loaded.identity) if parent
+             else lora.new_lora(loaded.model, cfg))
+    say = (lambda info: progress("targets" if "stage" in info else "train", info)) if progress else None
+    result = train(model, loaded.tokenizer, encoded, cfg, seed, folder / "checkpoint.pt", progress=say, teacher=teacher)
+    training = {"steps": result.steps, "resumed_at_step": result.start_step, "tokens": result.tokens,
+                "seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
+                "final_loss": result.final_loss, "autocast_bf16": result.autocast, "history": result.history}
+    return dataclasses.replace(loaded, model=model), training
+
+
+def _reattach(loaded, candidate):
+    """A resumed night's saved candidate on the base model, as it was trained."""
+    from reverie.models import lora
+
+    loaded = lora.attach(loaded, candidate)
+    baked = float(lora.read_meta(candidate["path"]).get("strength", 1.0))
+    if baked != 1.0:
+        # Killed after the kept adapter was saved at its strength and before the verdict was
+        # recorded: the gate measures the adapter as trained again, and chooses the same.
+        lora.bake_strength(loaded.model, candidate["name"], 1 / baked)
+    return loaded
+
+
+def _record(rv, loaded, active, night_id, config, candidate, parent, training, figures, timings, verdict, resumed):
+    """Store the verdict; a kept adapter is saved at the strength the gate chose and put in use."""
+    from reverie.models import lora
+
+    store = rv.store
     status = "kept" if verdict.keep else "rejected"
     tokens = {
         "dreamed": config["dream"]["kept_tokens"], "generated": config["dream"]["generated_tokens"],
-        "examples": len(encoded), "example_tokens": sum(len(e.ids) for e in encoded),
+        "examples": training.get("examples", 0), "example_tokens": training.get("example_tokens", 0),
         "trained": training["tokens"], "tokens_per_second": training["tokens_per_second"],
     }
     metrics = {"figures": figures, "checks": [c.__dict__ for c in verdict.checks], "tokens": tokens,
-               "parent": parent and parent["name"]}
+               "queries": training.get("queries", {}), "parent": parent and parent["name"]}
     chosen = figures["strength"]["chosen"]
     if verdict.keep and chosen != 1.0:
         # Kept at a strength below 1: the adapter on disk carries it, so chat, merge, vLLM and the
         # next night (which continues this adapter) all get the model the gate measured.
-        with adapters.activate(loaded.model, candidate_name):
-            adapters.bake_strength(loaded.model, candidate_name, chosen)
-            adapters.save_adapter(loaded.model, path, loaded.identity,
+        with lora.activate(loaded.model, active):
+            lora.bake_strength(loaded.model, active, chosen)
+            lora.save_adapter(loaded.model, candidate["path"], loaded.identity,
                                   {"night_id": night_id, "parent": parent and parent["name"], "strength": chosen})
     store.set_adapter_verdict(candidate["id"], status, {"training": training, **metrics})
     store.finish_night(night_id, status, timings, metrics)
     if verdict.keep:
-        store.set_state("adapter", name)
-    return NightResult(night_id, status, resumed, name, parent and parent["name"], verdict.checks, figures,
-                       timings, tokens, training["history"])
+        store.set_state("adapter", candidate["name"])
+    return NightResult(night_id, status, resumed, candidate["name"], parent and parent["name"], verdict.checks,
+                       figures, timings, tokens, training["history"])
 
 
-def _examples(store, night_id: int, config: dict, tokenizer, cfg, seed: int) -> list:
-    rows = records.night_dreams(store, night_id, ("train", "replay"))
-    said = config.get("own_words", {}).get("texts") or {}
-    examples = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay", cfg.evidence, said.get(str(r["id"])))
-                for r in rows]
-    n_new = sum(1 for r in rows if r["role"] == "train")
-    for chunk in records.chunks_with_titles(store, config.get("source_chunks", [])):
-        examples.append(from_dream({"id": -chunk["id"], "generator": "source", "text": chunk["text"]}, chunk["title"]))
-    if cfg.general_text is not None and cfg.general_ratio > 0:
-        text = Path(cfg.general_text).expanduser().read_text(encoding="utf-8", errors="replace")
-        examples += general_examples(tokenizer, text, round(cfg.general_ratio * n_new), 128, seed)
-    examples += [Example(t, None, "general") for t in config["self_replay"]["texts"]]
-    return examples
-
-
-def _quiz_and_gate(rv, loaded, config, quiz_cfg, cfg, night_id, parent, progress):
+def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, parent, progress):
+    from reverie.models.lora import activate, attach
     from reverie.quiz.questions import held_out_questions
     from reverie.quiz.run import Measure
-    from reverie.sleep.adapters import activate, attach
-    from reverie.sleep.gate import decide
+    from reverie.sleep.verdict import decide
 
     settings = rv.settings
     questions = load_questions(config["quiz_file"]) if config["quiz_file"] else held_out_questions(rv.store, night_id)
     measure = Measure(questions, quiz_cfg, settings.meter, quiz_cfg.general_text, log=rv.log)
-    candidate = loaded.model.active_adapter
     say = (lambda what: progress("quiz", {"what": what})) if progress else None
     t0 = time.perf_counter()
     with activate(loaded.model, None):
@@ -350,18 +431,19 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None)
     probe of each strength tried, and the full figures at the one chosen (labelled `label`).
 
     Why: shrinking a LoRA update towards the base model cuts its drift on general text much faster
-    than what it learned (BENCHMARKS.md, sixth session). The strength is chosen on perplexity and
+    than what it learned (docs/LOG.md, sixth session). The strength is chosen on perplexity and
     the probe alone; the quiz is asked once, at the strength chosen, so the accuracy the gate
     reports is not selected on."""
-    from reverie.sleep.adapters import strength
-    from reverie.sleep.gate import bounds
+    from reverie.models.lora import strength
+    from reverie.sleep.verdict import bounds
 
     tried: list[dict] = []
     for factor in sorted(set(cfg.strengths), reverse=True):
         with strength(loaded.model, name, factor):
             result = measure(loaded, f"{label} x{factor:g}", say, quiz=False)
         passed = all(c.passed for c in bounds(base, result, cfg))
-        tried.append({"strength": factor, "perplexity": result.perplexity, "vendi": result.vendi, "passed": passed})
+        tried.append({"strength": factor, "perplexity": result.perplexity, "vendi": result.vendi,
+                      "answer_tokens": result.answer_tokens, "probe_kl": result.probe_kl, "passed": passed})
         if passed or (result.perplexity is None and result.vendi is None):
             break
     with strength(loaded.model, name, factor):

@@ -8,8 +8,6 @@ the night needs live here, each in one transaction.
 
 from __future__ import annotations
 
-import json
-
 _TITLE = (
     "(SELECT doc.title FROM dream_sources s JOIN chunks c ON c.id = s.chunk_id "
     "JOIN documents doc ON doc.id = c.document_id WHERE s.dream_id = d.id ORDER BY s.chunk_id LIMIT 1)"
@@ -76,14 +74,6 @@ def set_night_running(store, night_id: int, status: str = "running") -> None:
         store.conn.execute("UPDATE nights SET status = ? WHERE id = ?", (status, night_id))
 
 
-def update_night_config(store, night_id: int, **values) -> dict:
-    row = store.night(night_id)
-    config = json.loads(row["config"]) | values
-    with store.transaction():
-        store.conn.execute("UPDATE nights SET config = ? WHERE id = ?", (json.dumps(config), night_id))
-    return config
-
-
 def latest_kept_adapter(store, base_identity: str):
     return store.conn.execute(
         "SELECT * FROM adapters WHERE verdict = 'kept' AND base_model = ? ORDER BY id DESC LIMIT 1",
@@ -91,26 +81,32 @@ def latest_kept_adapter(store, base_identity: str):
     ).fetchone()
 
 
+def contexts(store, dream_ids: list[int]) -> tuple[dict, dict[int, int]]:
+    """({chunk id: reverie.sleep.distill.Context}, {dream id: its first source chunk}) for the
+    dreams' sources that still exist: what the teacher reads."""
+    from reverie.sleep.distill import Context
 
-def source_chunks(store, dream_ids: list[int]) -> set[int]:
-    """Ids of the chunks these dreams were drawn from (that still exist)."""
-    found: set[int] = set()
-    for start in range(0, len(dream_ids), 500):
-        part = dream_ids[start : start + 500]
-        found |= _ids(
-            store,
-            f"SELECT DISTINCT s.chunk_id FROM dream_sources s JOIN chunks c ON c.id = s.chunk_id "
-            f"WHERE s.dream_id IN ({','.join('?' * len(part))})",
-            tuple(part),
-        )
-    return found
+    first = {r[0]: r[1] for r in _in(
+        store, "SELECT s.dream_id, MIN(s.chunk_id) FROM dream_sources s JOIN chunks c ON c.id = s.chunk_id "
+        "WHERE s.dream_id IN ({}) GROUP BY s.dream_id", dream_ids)}
+    found = {r["id"]: Context(r["title"] or "", r["text"]) for r in _in(
+        store, "SELECT c.id, c.text, d.title FROM chunks c JOIN documents d ON d.id = c.document_id "
+        "WHERE c.id IN ({})", sorted(set(first.values())))}
+    return found, first
 
 
-def chunks_with_titles(store, chunk_ids: list[int]) -> list:
-    if not chunk_ids:
-        return []
-    return store.conn.execute(
-        f"SELECT c.id, c.text, d.title FROM chunks c JOIN documents d ON d.id = c.document_id "
-        f"WHERE c.id IN ({','.join('?' * len(chunk_ids))}) ORDER BY c.id",
-        tuple(chunk_ids),
-    ).fetchall()
+def _in(store, sql: str, ids: list[int], size: int = 500) -> list:
+    """The rows of `sql` with its `IN ({})` filled by `ids`, asked `size` at a time (SQLite's
+    limit on bound variables)."""
+    rows = []
+    for start in range(0, len(ids), size):
+        part = ids[start : start + size]
+        rows += store.conn.execute(sql.format(",".join("?" * len(part))), tuple(part)).fetchall()
+    return rows
+
+
+def drop_dreams(store, reasons: dict[int, str]) -> None:
+    """Mark dreams dropped, each with its reason (`reverie dreams --dropped` lists them)."""
+    with store.transaction():
+        store.conn.executemany("UPDATE dreams SET status = 'dropped', drop_reason = ? WHERE id = ?",
+                               [(why, i) for i, why in reasons.items()])

@@ -5,7 +5,7 @@
 
 A night that trains only on its dreams moves the model everywhere, not just where the dreams
 are: with the default model, three epochs on a night's dreams raised WikiText perplexity by
-16-42% (BENCHMARKS.md). Replaying general text with a KL term to the base model holds the rest
+16-42% (docs/LOG.md, third and fourth sessions). Replaying general text with a KL term to the base model holds the rest
 of the distribution in place, but needs general text, and a user may have none to give
 (`sleep.general_text`). So, when none is given, the base model writes it: short paragraphs
 about random everyday words (reverie.dream.entropy.random_words, so topics do not repeat),

@@ -44,7 +44,7 @@ import torch
 
 from reverie.sleep.checkpoint import load_checkpoint, save_checkpoint
 from reverie.sleep.data import IGNORE, Encoded, batches
-from reverie.sleep.regularisers import entropy, entropy_floor, kl_to_base, kl_to_base_top, rest_log_mass
+from reverie.sleep.regularisers import Targets, entropy, entropy_floor, kl_to_base, kl_top, rest_log_mass
 
 MIN_PREFIX = 8  # shared tokens worth a separate pass (reverie.sleep.train.shared_prefix)
 Progress = Callable[[dict], None]  # {"step", "steps", "loss", "parts" (ce/kl/entropy_pen), "tokens_per_second"}
@@ -64,17 +64,6 @@ class TrainResult:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
-
-
-@dataclass
-class BaseTargets:
-    """The base model's next-token distribution at one example's regularised positions, as its
-    top-k tokens: what the regularisers hold the adapted model to (`sleep.kl_top_k`)."""
-
-    logp: torch.Tensor  # [P, k] log-probabilities of the k likeliest tokens
-    ids: torch.Tensor  # [P, k] those tokens (int32: half the memory of torch's int64 indices)
-    rest: torch.Tensor  # [P] log of the probability of every other token
-    entropy: torch.Tensor  # [P] entropy of the full distribution (the entropy floor's default)
 
 
 def native_bf16() -> bool:
@@ -107,38 +96,40 @@ def schedule(steps: int, warmup: float, kind: str) -> Callable[[int], float]:
     return factor
 
 
-def collate(rows: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(rows: list[Encoded], pad_id: int, taught: list[bool] | None = None) -> dict[str, torch.Tensor]:
+    """Padded tensors of `rows`; `taught` marks the rows learned from teacher targets (distilled)."""
     width = max(len(r.ids) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    weights = torch.zeros((len(rows), width))
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    general = torch.zeros(len(rows), dtype=torch.bool)
-    replay = torch.zeros(len(rows), dtype=torch.bool)
     for i, r in enumerate(rows):
         ids[i, : len(r.ids)] = torch.tensor(r.ids)
         labels[i, : len(r.labels)] = torch.tensor(r.labels)
         mask[i, : len(r.ids)] = 1
-        general[i] = r.kind == "general"
-        replay[i] = r.kind == "replay"
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask, "general": general, "replay": replay}
+        weights[i][labels[i] != IGNORE] = torch.tensor(r.weights) if r.weights is not None else 1.0
+    kinds = [r.kind for r in rows]
+    return {"input_ids": ids, "labels": labels, "weights": weights, "attention_mask": mask,
+            "general": torch.tensor([k == "general" for k in kinds]),
+            "replay": torch.tensor([k == "replay" for k in kinds]),
+            "taught": torch.tensor(taught if taught is not None else [False] * len(rows))}
 
 
 def _positions(batch: dict[str, torch.Tensor], regularise: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean masks over [B, L-1] predicting positions: scored by the loss, and regularised."""
     target = batch["labels"][:, 1:]
-    real = batch["attention_mask"][:, 1:].bool()
     learn = target != IGNORE
     if not regularise:
         return learn, torch.zeros_like(learn)
     general = batch["general"][:, None]
-    replay = batch["replay"][:, None]
+    replay = (batch["replay"] & ~batch["taught"])[:, None]  # a distilled row has its teacher's targets
     # In a replayed example, the position that predicts the first answer token: where the spread
     # of possible answers opens (the probe measures entropy there too); one per row keeps the cost
     # small. Never in a new example: pulling its answer's first token towards the base model
     # would fight the very thing the night teaches.
     opening = learn & ~torch.cat([torch.zeros_like(learn[:, :1]), learn[:, :-1]], 1) & replay
     first = opening & (opening.cumsum(1) == 1)
-    return learn, first | (real & general)
+    return learn, first | (learn & general)
 
 
 def shared_prefix(batch: dict[str, torch.Tensor], where: torch.Tensor) -> int:
@@ -158,7 +149,7 @@ def shared_prefix(batch: dict[str, torch.Tensor], where: torch.Tensor) -> int:
     return n if n >= MIN_PREFIX else 0
 
 
-def _log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
+def log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
     """Log-probabilities [P, V] (float32) at the positions `where` [B, L-1] (position t predicts t+1).
 
     A prefix shared by every row is computed once, as a one-row pass whose key/value cache the
@@ -180,16 +171,17 @@ def _log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits.float(), -1)
 
 
-def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, progress: Progress | None = None,
-                 ) -> list[BaseTargets | None]:
-    """The base model's top `cfg.kl_top_k` tokens at the regularised positions of every replayed
-    or general example (None for new ones), from one pass with the adapter disabled.
+def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, taught: list[bool],
+                 progress: Progress | None = None) -> list[Targets | None]:
+    """The base model's top `cfg.kl_top_k` tokens at the regularised positions of every general
+    example and every replayed one that is not distilled (None for the others), from one pass
+    with the adapter disabled.
 
     The base model does not change during a night, so its distributions are computed once here
     instead of by a base pass in every micro-batch of every epoch. Deterministic: a resumed night
     computes the same."""
-    rows = [i for i, e in enumerate(encoded) if e.kind != "new"]
-    out: list[BaseTargets | None] = [None] * len(encoded)
+    rows = [i for i, e in enumerate(encoded) if e.kind == "general" or (e.kind == "replay" and not taught[i])]
+    out: list[Targets | None] = [None] * len(encoded)
     plan = batches([len(encoded[i].ids) for i in rows], cfg.batch_tokens, 0, 1)
     was_training = model.training
     model.eval()
@@ -198,54 +190,86 @@ def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, progress: Prog
             idx = [rows[j] for j in chunk]
             batch = collate([encoded[i] for i in idx], pad_id)
             _, reg = _positions(batch, True)
-            logp = _log_probs(model, batch, reg)
+            logp = log_probs(model, batch, reg)
             for i, part in zip(idx, logp.split(reg.sum(1).tolist()), strict=True):
                 top, ids = part.topk(min(cfg.kl_top_k, part.shape[-1]), -1)
-                out[i] = BaseTargets(top, ids.int(), rest_log_mass(part, ids), entropy(part))
+                out[i] = Targets(top, ids.int(), rest_log_mass(part, ids), entropy(part))
             if progress:
                 progress({"stage": "base targets", "done": done, "total": len(plan)})
     model.train(was_training)
     return out
 
 
-def micro_loss(model, batch, cfg, targets: list[BaseTargets | None] | None = None,
-               ) -> tuple[torch.Tensor, dict[str, float]]:
+def _stack(targets: list[Targets]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows' targets as one set of float32 tensors (the teacher's are kept in float16;
+    each is converted before the cat, which bfloat16 autocast refuses to mix)."""
+    def cat(field: str) -> torch.Tensor:
+        return torch.cat([getattr(t, field).float() for t in targets])
+
+    return cat("logp"), torch.cat([t.ids for t in targets]).long(), cat("rest"), cat("entropy")
+
+
+def micro_loss(model, batch, cfg, targets: list[Targets | None] | None = None,
+               teacher: list[Targets | None] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one micro-batch (see the module docstring). `targets`, one per row, are the
-    base model's cached distributions (base_targets); without them the base model runs here."""
+    base model's cached distributions (base_targets); without them the base model runs here.
+    `teacher`, one per row, are the teacher's targets of the distilled rows (batch["taught"])."""
     regularise = cfg.kl_weight > 0 or cfg.entropy_weight > 0
     learn, reg = _positions(batch, regularise)
-    regularise = regularise and bool(reg.any())
-    logp = _log_probs(model, batch, learn | reg)
+    union = learn | reg
+    logp = log_probs(model, batch, union)
     # Row order of logp follows the flattened mask, so sub-selections are masks over its rows.
-    flat_learn, flat_reg = learn[learn | reg], reg[learn | reg]
-    gold = batch["labels"][:, 1:][learn]
-    loss = torch.nn.functional.nll_loss(logp[flat_learn], gold) if gold.numel() else logp.sum() * 0
-    parts = {"ce": float(loss.detach())}
-    if regularise:
-        adapted = logp[flat_reg]
-        if targets is not None:
-            held = [t for t, r in zip(targets, reg.any(1).tolist(), strict=True) if r]
-            top, ids, rest, base_entropy = (torch.cat([getattr(t, f) for t in held]) for f in
-                                            ("logp", "ids", "rest", "entropy"))
-            kl = kl_to_base_top(adapted, top, ids.long(), rest) if cfg.kl_weight > 0 else None
-        else:
-            # The base model's pass runs only on the rows that hold a regularised position: in a
-            # batch that mixes new examples with replay, the others would be computed for nothing.
-            rows = reg.any(1)
-            sub = {k: v[rows] for k, v in batch.items()}
-            with torch.no_grad(), model.disable_adapter():
-                base = _log_probs(model, sub, reg[rows])
-            base_entropy = entropy(base)
-            kl = kl_to_base(adapted, base) if cfg.kl_weight > 0 else None
-        if kl is not None:
-            loss = loss + cfg.kl_weight * kl
-            parts["kl"] = float(kl.detach())
-        if cfg.entropy_weight > 0:
-            floor = base_entropy if cfg.entropy_floor is None else cfg.entropy_floor
-            pen = entropy_floor(adapted, floor)
-            loss = loss + cfg.entropy_weight * pen
-            parts["entropy_pen"] = float(pen.detach())
+    loss, parts = _learned(logp, batch, learn, union, teacher, cfg.answer_ce)
+    if regularise and bool(reg.any()):
+        loss = loss + _regularised(model, logp[reg[union]], batch, reg, cfg, targets, parts)
     return loss, parts
+
+
+def _learned(logp, batch, learn, union, teacher, answer_ce: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy on the labelled tokens of plain rows; KL(teacher || student), weighted per
+    token, at the labelled positions of distilled rows, plus `answer_ce` x the cross-entropy of
+    their answer tokens (weight 1: the teacher's answer holding the span, or the span itself)."""
+    taught = batch["taught"][:, None]
+    loss, parts = logp.sum() * 0, {}
+    told = learn & ~taught
+    if told.any():
+        ce = torch.nn.functional.nll_loss(logp[told[union]], batch["labels"][:, 1:][told])
+        loss, parts["ce"] = loss + ce, float(ce.detach())
+    distilled = learn & taught
+    if distilled.any():
+        top, ids, rest, _ = _stack([t for t in teacher if t is not None])
+        weights = batch["weights"][:, 1:][distilled]
+        kd = (kl_top(logp[distilled[union]], top, ids, rest) * weights).sum() / weights.sum()
+        loss, parts["distill"] = loss + kd, float(kd.detach())
+        answer = distilled & (batch["weights"][:, 1:] >= 1.0)
+        if answer_ce > 0 and answer.any():
+            ce = torch.nn.functional.nll_loss(logp[answer[union]], batch["labels"][:, 1:][answer])
+            loss, parts["answer_ce"] = loss + answer_ce * ce, float(ce.detach())
+    return loss, parts
+
+
+def _regularised(model, adapted, batch, reg, cfg, targets, parts: dict) -> torch.Tensor:
+    """The KL-to-base and entropy-floor terms at the regularised positions (`adapted`: their log-probs)."""
+    if targets is not None:
+        top, ids, rest, base_entropy = _stack([t for t, r in zip(targets, reg.any(1).tolist(), strict=True) if r])
+        kl = kl_top(adapted, top, ids, rest).mean() if cfg.kl_weight > 0 else None
+    else:
+        # The base model's pass runs only on the rows that hold a regularised position: in a
+        # batch that mixes new examples with replay, the others would be computed for nothing.
+        rows = reg.any(1)
+        sub = {k: v[rows] for k, v in batch.items()}
+        with torch.no_grad(), model.disable_adapter():
+            base = log_probs(model, sub, reg[rows])
+        base_entropy = entropy(base)
+        kl = kl_to_base(adapted, base) if cfg.kl_weight > 0 else None
+    loss = adapted.sum() * 0
+    if kl is not None:
+        loss, parts["kl"] = loss + cfg.kl_weight * kl, float(kl.detach())
+    if cfg.entropy_weight > 0:
+        floor = base_entropy if cfg.entropy_floor is None else cfg.entropy_floor
+        pen = entropy_floor(adapted, floor)
+        loss, parts["entropy_pen"] = loss + cfg.entropy_weight * pen, float(pen.detach())
+    return loss
 
 
 def train(
@@ -256,8 +280,13 @@ def train(
     seed: int,
     checkpoint: Path,
     progress: Progress | None = None,
+    teacher: list[Targets | None] | None = None,
 ) -> TrainResult:
-    """Train the model's active (trainable) adapter on `encoded`; see the module docstring."""
+    """Train the model's active (trainable) adapter on `encoded`; see the module docstring.
+    `teacher`, one per example, holds the teacher's targets of the examples that are distilled
+    (reverie.sleep.distill); the others are learned from their labels."""
+    teacher = teacher or [None] * len(encoded)
+    taught = [t is not None for t in teacher]
     plan = batches([len(e.ids) for e in encoded], cfg.batch_tokens, seed, cfg.epochs)
     steps = math.ceil(len(plan) / cfg.grad_accum)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -265,30 +294,24 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(steps, cfg.warmup, cfg.schedule))
     torch.manual_seed(seed)
     start, _ = load_checkpoint(checkpoint, model, optimizer, scheduler)
-    bf16 = use_autocast(cfg.autocast)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    tokens, t0 = 0, time.perf_counter()  # the base model's pass is part of training's time
+    t0 = time.perf_counter()  # the base model's pass is part of training's time
     cached = None
     if cfg.kl_top_k and (cfg.kl_weight > 0 or cfg.entropy_weight > 0) and start < steps:
-        cached = base_targets(model, encoded, cfg, pad, progress)
+        cached = base_targets(model, encoded, cfg, pad, taught, progress)
+
+    def rows(idx: list[int]) -> tuple:
+        batch = collate([encoded[i] for i in idx], pad, [taught[i] for i in idx])
+        return batch, cached and [cached[i] for i in idx], [teacher[i] for i in idx]
+
     model.train()
     history: list[float] = []
+    tokens = 0
     try:
         for step in range(start, steps):
-            micro = plan[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]
-            step_loss = 0.0
-            for idx in micro:
-                batch = collate([encoded[i] for i in idx], pad)
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-                with ctx:
-                    loss, parts = micro_loss(model, batch, cfg, cached and [cached[i] for i in idx])
-                (loss / len(micro)).backward()
-                step_loss += float(loss.detach()) / len(micro)
-                tokens += int(batch["attention_mask"].sum())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            micro = [rows(idx) for idx in plan[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]]
+            step_loss, parts = _step(model, micro, cfg, params, optimizer, scheduler)
+            tokens += sum(int(b["attention_mask"].sum()) for b, _, _ in micro)
             history.append(step_loss)
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
                 save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1, {})
@@ -301,5 +324,23 @@ def train(
     tail = history[-10:]
     return TrainResult(
         steps=steps, start_step=start, tokens=tokens, seconds=time.perf_counter() - t0,
-        final_loss=sum(tail) / len(tail) if tail else float("nan"), autocast=bf16, history=history,
+        final_loss=sum(tail) / len(tail) if tail else float("nan"), autocast=use_autocast(cfg.autocast),
+        history=history,
     )
+
+
+def _step(model, micro: list[tuple], cfg, params, optimizer, scheduler) -> tuple[float, dict]:
+    """One optimizer step over its micro-batches (batch, base targets, teacher targets); returns
+    the step's mean loss and the last micro-batch's loss parts."""
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if use_autocast(cfg.autocast) else contextlib.nullcontext()
+    step_loss, parts = 0.0, {}
+    for batch, targets, teacher in micro:
+        with ctx:
+            loss, parts = micro_loss(model, batch, cfg, targets, teacher)
+        (loss / len(micro)).backward()
+        step_loss += float(loss.detach()) / len(micro)
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss, parts

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import random
 
+from reverie.answers import normalize
 from reverie.dream.base import Ask, Work, WorkItem, candidate
 from reverie.dream.gate import content_stems
 from reverie.dream.spans import Span, blank, clause, echoes, pick_spans, question_words
 from reverie.models.backend import Messages, SamplingParams
-from reverie.quiz.score import normalize
 
 NAME = "qa"
 TEMPLATES = {

@@ -8,12 +8,17 @@ Checks, each against a figure measured on the same inputs:
   user has now (the last kept adapter, or the base model on the first night);
 - forgetting: general-text perplexity at most `max_perplexity_rise` above the base model's
   (default +5%), against the base so that drift cannot accumulate night after night;
-- diversity: probe Vendi score at most `max_vendi_drop` below the base model's (default -10%).
+- diversity: probe Vendi score at most `max_vendi_drop` below the base model's (default -10%);
+- length: mean probe answer length (tokens) within `max_length_change` of the base model's
+  (default +-20%): a night that teaches short answers ("Super Bowl" for "Tell me a joke.") can
+  raise Vendi, since short random phrases embed far apart, but not keep its length;
+- drift: KL(base || candidate) per token on the base model's own probe answers at most
+  `max_probe_kl` (default 0.5 nats): how much less likely the candidate finds what the base says.
 Before the quiz, the night looks for the strongest adapter strength (`sleep.strengths`) that
-passes the last two checks (`bounds`; reverie.sleep.night.choose_strength), and the verdict is
-taken at that strength. A candidate whose training diverged (non-finite weights) is rejected
-unmeasured. A figure that was not measured (no general text given, no probe prompts) is reported as not
-checked and does not block; a missing quiz does block, since nothing shows the night helped.
+passes every check but `learned` (`bounds`; reverie.sleep.night.choose_strength), and the verdict
+is taken at that strength. A candidate whose training diverged (non-finite weights) is rejected
+unmeasured. A figure that was not measured (no general text given, no probe prompts) is reported
+as not checked and does not block; a missing quiz does block, since nothing shows the night helped.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def decide(base, reference, candidate, cfg) -> Verdict:
 
 
 def bounds(base, candidate, cfg) -> list[Check]:
-    """The forgetting and diversity checks alone (no quiz needed): how strong a candidate may be."""
+    """The forgetting, diversity, length and drift checks (no quiz needed): how strong a candidate may be."""
     checks = []
     if base.perplexity is None or candidate.perplexity is None:
         checks.append(Check("forgetting", True, "perplexity not checked (no general text)"))
@@ -74,4 +79,26 @@ def bounds(base, candidate, cfg) -> list[Check]:
             "diversity", candidate.vendi >= floor,
             f"probe Vendi {base.vendi:.2f} (base) -> {candidate.vendi:.2f}, floor {floor:.2f}",
         ))
-    return checks
+    return checks + [_length(base, candidate, cfg), _drift(candidate, cfg)]
+
+
+def _length(base, candidate, cfg) -> Check:
+    if base.answer_tokens is None or candidate.answer_tokens is None:
+        return Check("length", True, "probe answer length not checked")
+    change = cfg.max_length_change
+    low, high = base.answer_tokens * (1 - change), base.answer_tokens * (1 + change)
+    return Check(
+        "length", low <= candidate.answer_tokens <= high,
+        f"probe answers {base.answer_tokens:.1f} tokens (base) -> {candidate.answer_tokens:.1f}, "
+        f"allowed {low:.1f} to {high:.1f}",
+    )
+
+
+def _drift(candidate, cfg) -> Check:
+    if candidate.probe_kl is None:
+        return Check("drift", True, "KL from the base model not checked")
+    return Check(
+        "drift", candidate.probe_kl <= cfg.max_probe_kl,
+        f"KL(base || candidate) {candidate.probe_kl:.3f} nats/token on the base's probe answers, "
+        f"limit {cfg.max_probe_kl:g}",
+    )

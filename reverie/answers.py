@@ -1,12 +1,13 @@
-"""SQuAD scoring: answer normalisation, "answer contained in the output", and token F1.
+"""Answers, as SQuAD scores them: normalisation, "answer contained in the output", token F1.
 
-    from reverie.quiz.score import contained, token_f1
+    from reverie.answers import contained, token_f1
     contained("It was built in 1852.", "1852")      # True
     token_f1("the Eiffel tower", "Eiffel Tower")     # 1.0
 
 Normalisation is SQuAD's (Rajpurkar et al. 2016, the official evaluate script): lower case, no
 punctuation, no articles (a, an, the), single spaces. A gold answer may be one string or a list
-of acceptable strings; the best match counts.
+of acceptable strings; the best match counts. Shared by the dream gate (is a question's answer
+in its source?), distillation (does the teacher's answer hold the span?) and the quiz.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """LoRA adapters on disk and in the store: create, save (PEFT format), check, attach, merge.
 
-    from reverie.sleep.adapters import new_lora, save_adapter, registered, attach, activate, merge
+    from reverie.models.lora import new_lora, save_adapter, registered, attach, activate, merge
     model = new_lora(loaded.model, settings.sleep)            # trainable PeftModel
     save_adapter(model, path, base_identity=loaded.identity)  # adapter_config.json + safetensors
     row = registered(store, "night-3", loaded.identity)      # refuses an adapter of another base
