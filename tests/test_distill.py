@@ -100,7 +100,7 @@ def test_distillation_loss_is_the_weighted_kl_to_the_teacher(tiny):
     pairs = _pairs(tok)
     vocab = tiny.model.config.vocab_size
     targets = distill.teacher_targets(model, [t for _, t in pairs], [1, 1, 1], vocab, 4096, tok.pad_token_id)
-    cfg = load_settings(overrides={"sleep": {"kl_weight": 0, "entropy_weight": 0}}).sleep
+    cfg = load_settings(overrides={"sleep": {"kl_weight": 0, "entropy_weight": 0, "answer_ce": 0}}).sleep
     batch = collate([s for s, _ in pairs], tok.pad_token_id, [True] * 3)
     loss, parts = micro_loss(model, batch, cfg, teacher=targets)
 
