@@ -1,11 +1,11 @@
 """Context distillation: the model with the passage in front of it teaches the model without it.
 
     from reverie.sleep import distill
-    qs = distill.queries(rows, contexts)                         # the night's dreams as queries
+    qs = distill.queries(rows, contexts, chunk_of)               # the night's dreams as queries
     answers = distill.teacher_answers(backend, qs, contexts)     # the teacher's own answers
-    kept, drops = distill.verify(qs, answers)                    # answers that miss the span go
-    pairs = [distill.encode_pair(tok, q, contexts[q.context], answers[q.answer_of], ...) for q in kept]
-    targets = distill.teacher_targets(model, [t for _, t in pairs], top_k=64)
+    kept, drops = distill.verify(qs, answers)                    # (query, target, is-span), contradicted facts
+    pairs = [distill.encode_pair(tok, q.prompt, contexts[q.context].lead(q.prompt), target, ...) for q, target, _ in kept]
+    targets = distill.teacher_targets(model, [t for _, t in pairs], [q.context for q, _, _ in kept], 64, 1024, pad)
 
 The base model answers about a third of SQuAD's questions with the passage in its prompt and
 almost none without it. So the night teaches the model, without the passage, to say what it says
@@ -14,24 +14,26 @@ with it (Knowledge Modules / deep context distillation, arXiv 2503.08727; prompt
   user turn before the query; student: base + LoRA, the same query alone;
 - target: the teacher's own greedy answer, and along it the teacher's next-token distribution
   (its top-k tokens and one bucket for the rest), at every answer token and the end of the turn;
-  the query's tokens too, at a lower weight (`sleep.question_weight`): predicting a cloze
-  question is predicting the passage's sentence;
-- loss: KL(teacher || student) at those positions (reverie.sleep.regularisers.kl_top).
+  the query's tokens too, at `sleep.question_weight` (0 by default);
+- loss: KL(teacher || student) at those positions (reverie.sleep.regularisers.kl_top), plus
+  `sleep.answer_ce` x the cross-entropy of the answer's tokens: a 135M teacher is unsure exactly
+  where the fact is, and a student of its soft targets alone learned that uncertainty.
 
 The queries are the night's dreams:
 - every question-answer dream (cloze, qa, spar) in several wordings (`wordings`): as dreamed, as
   a question over its whole sentence, and naming its document. Every wording of one fact shares
-  the answer the teacher gave to the first, so a fact is taught one way, asked three ways. A fact
-  whose teacher answer does not contain its span (the teacher contradicts the passage) is dropped,
-  with the teacher's answer as its reason;
+  the answer the teacher gave to the first, so a fact is taught one way, asked three ways. When
+  that answer states another value than the span (`contradicts`: another year, date or number),
+  the fact is dropped with the teacher's answer as its reason; when it only misses the span, the
+  target is the span itself, scored by the teacher (`verify`);
 - every other dream (a restatement, a book-club comment) is the target of a recall question about
   its document, scored by the teacher along the dream's own text;
 - one open recall question per chunk ("What do you know about X?"), answered at length by the
   teacher: the model keeps answering in its own sentences, not in bare spans.
 
-The teacher's prompts share their chunk: its keys and values are computed once for all the
-queries on it (reverie.sleep.train.log_probs reuses a prefix every row of a batch shares; rows
-are batched by chunk). Targets are computed once a night and saved with it (`save_targets`), so
+The teacher's prompts share their chunk: rows are batched by chunk, and its keys and values are
+computed once per batch of its queries (reverie.sleep.train.log_probs reuses the prefix every row
+of a batch shares). Targets are computed once a night and saved with it (`save_targets`), so
 a killed night resumes without recomputing them.
 """
 
