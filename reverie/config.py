@@ -135,10 +135,10 @@ class SleepConfig(_Section):
         "distill", description="distill: learn what the model says with the passage in front of it (context "
         "distillation, reverie.sleep.distill); sft: fine-tune on the dreams' own answers.",
     )
-    # Answers only, with their cross-entropy beside the KL: on 20 passages this kept 7.0% where the
-    # KL alone with query tokens at 0.1 kept 2.4% on 50 (the teacher's answers are soft where a
-    # 135M model is unsure, and the student learned that uncertainty); the two levers are not yet
-    # measured apart (docs/LOG.md, 2026-12-01).
+    # Answers with their cross-entropy beside the KL: the KL alone kept 2.4% on 50 passages (a
+    # 135M teacher's answers are soft where it is unsure, and the student learned that). Query
+    # tokens at 0.1 beside the answer CE kept the same 7 of 100 as without them on 20 passages, in
+    # one run (docs/LOG.md, 2026-12-01): off until a second run shows them worth their cost.
     question_weight: float = Field(
         0.0, ge=0.0, description="distill: weight of the query's tokens against its answer's (1); 0 learns answers only."
     )
