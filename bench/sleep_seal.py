@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": settings.sleep.model_dump(mode="json"),
         "arm": args.arm,
     }
-    out["open_book"] = open_book(rv, passages)
+    loaded = rv.load_base()  # one more copy of the base model, for both measurements below
+    out["open_book"] = open_book(rv, loaded, passages)
     if args.wildchat:
-        out["open_prompts"] = open_prompts(rv, f"night-{night['id']}" if night["status"] == "kept" else None,
+        out["open_prompts"] = open_prompts(rv, loaded, f"night-{night['id']}" if night["status"] == "kept" else None,
                                            args.wildchat)
     if not args.no_baseline:
         out["raw_passages"], out["raw_passages_shrunk"] = raw_baseline(
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     return out
 
 
-def open_book(rv, passages) -> dict:
+def open_book(rv, loaded, passages) -> dict:
     """The base model with each question's passage in its prompt, as the night's teacher reads
     it (reverie.sleep.distill.Context.lead), scored as the quiz scores: the ceiling a night distils."""
     from reverie.answers import contained, token_f1
@@ -137,7 +138,7 @@ def open_book(rv, passages) -> dict:
     t0 = time.perf_counter()
     asked = [(Context(p["title"], p["context"]).lead(q["question"]), q["answer"]) for p in passages
              for q in p["questions"]]
-    backend = TransformersBackend(rv.load_base(), batch_size=rv.settings.quiz.batch_size)
+    backend = TransformersBackend(loaded, batch_size=rv.settings.quiz.batch_size)
     params = SamplingParams(temperature=0.0, max_new_tokens=rv.settings.quiz.max_new_tokens, seed=0)
     said = [g.text for g in backend.generate([[{"role": "user", "content": lead}] for lead, _ in asked], params)]
     return {"n_questions": len(asked),
@@ -153,7 +154,7 @@ def protocol_overrides(wikitext: Path | None) -> dict:
             "quiz": {"general_text": str(wikitext) if wikitext else None, "max_questions": 100000}}
 
 
-def open_prompts(rv, adapter: str | None, wildchat: Path) -> dict:
+def open_prompts(rv, loaded, adapter: str | None, wildchat: Path) -> dict:
     """What a user notices, for the base model and the kept adapter: "Tell me a joke." x30 and the
     first 20 WildChat prompts x10, at temperature 1 and 48 new tokens: mean answer length (tokens)
     and embedding Vendi, per prompt, averaged (joke and WildChat apart). Not the gate's prompts."""
@@ -163,7 +164,6 @@ def open_prompts(rv, adapter: str | None, wildchat: Path) -> dict:
     from reverie.models.lora import activate, attach, registered
 
     prompts = [json.loads(line)["prompt"] for line in wildchat.read_text(encoding="utf-8").splitlines()[:20]]
-    loaded = rv.load_base()
     if adapter:
         loaded = attach(loaded, registered(rv.store, adapter, loaded.identity))
     m = rv.settings.meter

@@ -292,29 +292,25 @@ def _distilled(rv, loaded, rows, night_id: int, config: dict, cfg: SleepConfig, 
         records.drop_dreams(store, drops)
         rv.log(f"{len(drops)} of {len({q.dream_id for q in queries if q.span})} facts dropped: the teacher, with the "
                "passage in front of it, says otherwise (`reverie dreams --dropped`)")
-    targets = _teacher_targets(loaded, night_id, config, cfg, folder, kept, pairs, store, progress)
+    targets = _teacher_targets(loaded, cfg, folder / "teacher.pt", kept, pairs, progress)
     spans = sum(1 for _, _, spanned in kept if spanned)
     meter = _meter_queries(rv, queries, [q for q, _, _ in kept]) | {"span_targets": spans, "dropped": len(drops)}
     return [s for s, _ in pairs], targets, meter
 
 
-def _teacher_targets(loaded, night_id, config, cfg, folder, kept, pairs, store, progress):
-    """The teacher's targets for the night's rows: loaded when a killed night saved them."""
+def _teacher_targets(loaded, cfg: SleepConfig, path: Path, kept, pairs, progress):
+    """The teacher's targets for the night's rows: loaded when a killed night saved them at `path`."""
     from reverie.sleep import distill
 
     keys = [q.key for q, _, _ in kept]
-    path = folder / "teacher.pt"
     targets = distill.load_targets(path, keys)
     if targets is not None:
         return targets
-    t0 = time.perf_counter()
     say = (lambda done, total: progress("targets", {"stage": "teacher targets", "done": done, "total": total})) \
         if progress else None
     targets = distill.teacher_targets(loaded.model, [t for _, t in pairs], [q.context for q, _, _ in kept],
                                       cfg.teacher_top_k, cfg.batch_tokens * 2, loaded.tokenizer.pad_token_id or 0, say)
     distill.save_targets(path, keys, targets)
-    config["teacher"]["targets_seconds"] = time.perf_counter() - t0
-    store.set_night_config(night_id, config)
     return targets
 
 
