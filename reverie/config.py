@@ -3,7 +3,8 @@
 Precedence, lowest to highest: defaults < YAML file < environment < CLI options.
 
 - YAML: `--config FILE`, else `$REVERIE_CONFIG`, else `<home>/config.yaml` when it exists.
-  Sections mirror the schema: `model:`, `generation:`, `wake:`, `meter:`, `dream:`, `sleep:`, `quiz:`.
+  Sections mirror the schema: `model:`, `generation:`, `wake:`, `meter:`, `dream:`, `sleep:`, `quiz:`,
+  `serve:`.
 - Environment: `REVERIE_<SECTION>__<KEY>`, e.g. `REVERIE_GENERATION__TEMPERATURE=0.9`,
   `REVERIE_MODEL__PATH=/models/my-llama`. `REVERIE_HOME` and `REVERIE_CONFIG` pick the home and file.
 - Unknown keys anywhere are errors: a typo must never be silently ignored.
@@ -225,6 +226,11 @@ class SleepConfig(_Section):
     max_probe_kl: float = Field(
         0.5, ge=0.0, description="Gate: KL(base || candidate) per token on the base model's own probe answers, at most."
     )
+    max_retention_drop: float = Field(
+        0.3, ge=0.0, le=1.0,
+        description="Gate: accuracy on earlier nights' held-out questions may fall at most this share below the "
+        "adapter in use's.",
+    )
     strengths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=lambda: [1.0, 0.8, 0.65, 0.5, 0.4, 0.3, 0.2], min_length=1,
         description="Adapter strengths the gate tries, strongest first: the candidate's update is scaled by each "
@@ -259,7 +265,11 @@ class QuizConfig(_Section):
     max_new_tokens: int = Field(24, ge=1, description="Longest answer, in tokens (greedy).")
     batch_size: int = Field(16, ge=1, description="Questions answered together.")
     general_text: Path | None = Field(
-        None, description="Held-out general text for perplexity (forgetting), e.g. wikitext2_valid.txt."
+        None, description="Held-out general text for perplexity (forgetting), e.g. wikitext2_valid.txt; default: "
+        "paragraphs the base model wrote, kept in the store and never trained on.",
+    )
+    own_text_paragraphs: int = Field(
+        24, ge=2, description="Without general_text: paragraphs the base model writes once per home to measure forgetting.",
     )
     perplexity_tokens: int = Field(8192, ge=64, description="Tokens of general_text scored for perplexity.")
     probe_prompts: list[str] = Field(
@@ -276,6 +286,19 @@ class QuizConfig(_Section):
     probe_seed: int = Field(1234, description="Probe seed: every model is probed with the same draws.")
 
 
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address `reverie serve` listens on; beyond loopback it needs api_key.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port of the OpenAI-compatible server.")
+    api_key: str | None = Field(
+        None, description="Bearer key every route but /health requires (env REVERIE_SERVE__API_KEY); None: no key."
+    )
+    batch_size: int = Field(32, ge=1, description="Requests the model decodes together (continuous batching rows).")
+    queue_size: int = Field(64, ge=0, description="Requests waiting beyond the batch; more are answered 429.")
+    store: bool = Field(
+        True, description="Keep served conversations as reading for the next night (a request's store: false wins)."
+    )
+
+
 class Settings(_Section):
     home: Path = Field(description="Where the store, models and adapters live.")
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -285,6 +308,7 @@ class Settings(_Section):
     dream: DreamConfig = Field(default_factory=DreamConfig)
     sleep: SleepConfig = Field(default_factory=SleepConfig)
     quiz: QuizConfig = Field(default_factory=QuizConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def db_path(self) -> Path:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -101,3 +102,35 @@ def tiny(tiny_model_dir):
     from reverie.models import load_model
 
     return load_model(str(tiny_model_dir), tiny_model_dir.parent / "models", threads=1)
+
+
+QA = [("What is the capital of France?", "Paris"), ("When did Apollo 11 land?", "1969"),
+      ("What boils at one hundred degrees?", "Water")]
+
+
+@pytest.fixture
+def sleepy(home, tmp_path, monkeypatch):
+    """A home with three question-answer facts as dreams (and facts restating them), a quiz file
+    asking them, a general text, and settings small enough for the tiny model."""
+    quiz = tmp_path / "quiz.jsonl"
+    quiz.write_text("\n".join(json.dumps({"question": q, "answer": a}) for q, a in QA), encoding="utf-8")
+    general = tmp_path / "general.txt"
+    general.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.yaml").write_text(
+        "generation: {seed: 5}\n"
+        "model: {threads: 1}\n"
+        "meter: {embedder: tfidf}\n"
+        # The tiny random model's logits are nearly flat: LoRA on its body alone cannot make any
+        # answer likely, so its output layer gets LoRA too, which wrecks its (meaningless)
+        # perplexity and probe: those bounds are opened here and tested in test_gate_bounds.
+        # These dreams have no source chunk to distil from: the sft objective (tests/test_distill.py
+        # runs distilled nights).
+        "sleep: {objective: sft, rank: 8, alpha: 16, batch_tokens: 256, epochs: 40, lr: 0.02, checkpoint_every: 2,\n"
+        "        target_modules: [q_proj, v_proj, up_proj, down_proj, lm_head],\n"
+        "        max_perplexity_rise: 1.0e+30, max_vendi_drop: 1.0, max_length_change: 1.0e+30, max_probe_kl: 1.0e+30}\n"
+        f"quiz: {{general_text: '{general}', perplexity_tokens: 200, probe_prompts: ['Tell me a joke.'],\n"
+        "       probe_n: 3, probe_max_new_tokens: 8, max_new_tokens: 8}\n",
+        encoding="utf-8",
+    )
+    return quiz

@@ -1,6 +1,8 @@
-"""`reverie sleep` (one night), `reverie quiz`, `reverie adapters`, `reverie use`, `reverie merge`.
+"""`reverie sleep` (one night), `reverie nights`, `reverie quiz`, `reverie adapters`, `reverie use`,
+`reverie merge`.
 
     reverie sleep --budget 20000 --quiz quiz.jsonl
+    reverie nights               # every night: kept or rejected and why, with its figures
     reverie quiz --quiz quiz.jsonl --adapter night-3 --general-text wikitext2_valid.txt
     reverie adapters
     reverie use night-3          # or: reverie use base
@@ -26,6 +28,7 @@ from reverie.errors import ReverieError
 ROWS = (  # (label, key, format) of the figures tables
     ("quiz accuracy (contained)", "accuracy", "{:.1%}"),
     ("quiz token F1", "f1", "{:.3f}"),
+    ("earlier nights' questions (retained)", "retained", "{:.1%}"),
     ("perplexity (general text)", "perplexity", "{:.2f}"),
     ("probe Vendi", "vendi", "{:.2f}"),
     ("probe distinct answers", "n_distinct", "{:.1f}"),
@@ -156,6 +159,56 @@ def adapters_cmd() -> None:
             escape(r["base_model"]), r["created_at"],
         )
     console.print(table)
+
+
+@app.command("nights")
+def nights_cmd(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per night, with every figure."),
+) -> None:
+    """List nights with their figures: kept or rejected and why."""
+    rv = reverie()
+    rows = rv.store.nights()
+    if as_json:
+        for r in rows:
+            print(json.dumps({"id": r["id"], "status": r["status"], "started_at": r["started_at"],
+                              "finished_at": r["finished_at"], "seed": r["seed"],
+                              "timings": json.loads(r["timings"] or "{}"), **json.loads(r["metrics"] or "{}")}))
+        return
+    if not rows:
+        console.print("no nights yet: read something (`reverie read PATH`) and run `reverie sleep`")
+        return
+    table = Table()
+    for col in ("night", "started", "verdict", "strength", "accuracy", "retained", "perplexity", "vendi", "minutes",
+                "why"):
+        table.add_column(col)
+    for r in rows:
+        m = json.loads(r["metrics"] or "{}")
+        f = m.get("figures", {})
+        base, cand = f.get("base", {}), f.get("candidate", {})
+        reference = f.get("reference", base)
+        failed = [c["detail"] if c["name"] == "finite" else f"{c['name']}: {c['detail']}"
+                  for c in m.get("checks", []) if not c["passed"]]
+        total = json.loads(r["timings"] or "{}").get("total")
+        table.add_row(
+            str(r["id"]), (r["started_at"] or "")[:16].replace("T", " "), r["status"],
+            _fmt((f.get("strength") or {}).get("chosen"), "{:g}"),
+            _pair(reference.get("accuracy"), cand.get("accuracy"), "{:.1%}"),
+            _pair(reference.get("retained"), cand.get("retained"), "{:.1%}"),
+            _pair(base.get("perplexity"), cand.get("perplexity"), "{:.2f}"),
+            _pair(base.get("vendi"), cand.get("vendi"), "{:.2f}"),
+            _fmt(total and total / 60, "{:.1f}"), escape("; ".join(failed)),
+        )
+    console.print(table)
+    console.print("figures: reference -> candidate (accuracy, retained) and base -> candidate (perplexity, vendi); "
+                  "`reverie nights --json` for all of them", highlight=False)
+
+
+def _fmt(value, fmt: str) -> str:
+    return "" if value is None else fmt.format(value)
+
+
+def _pair(before, after, fmt: str) -> str:
+    return "" if after is None else f"{_fmt(before, fmt)} -> {_fmt(after, fmt)}".strip()
 
 
 @app.command("use")

@@ -73,13 +73,16 @@ def same_question(a: Question, b: Question) -> bool:
     return normalize(a.question) == normalize(b.question)
 
 
-def held_out_questions(store, night_id: int | None = None) -> list[Question]:
-    """The held-out quiz questions of one night, or of every night."""
+def held_out_questions(store, night_id: int | None = None, before: int | None = None) -> list[Question]:
+    """The held-out quiz questions of one night, of the nights before `before`, or of every night."""
     sql = "SELECT d.text FROM night_dreams n JOIN dreams d ON d.id = n.dream_id WHERE n.role = 'quiz'"
     args: tuple = ()
     if night_id is not None:
         sql += " AND n.night_id = ?"
         args = (night_id,)
+    if before is not None:
+        sql += " AND n.night_id < ?"
+        args += (before,)
     rows = store.conn.execute(sql + " ORDER BY d.id", args).fetchall()
     questions = [dream_question(r["text"]) for r in rows]
     return [q for q in questions if q is not None]

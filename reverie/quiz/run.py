@@ -56,6 +56,8 @@ class QuizResult:
     n_distinct: float | None  # mean probe distinct answers (semantic clusters)
     answer_tokens: float | None = None  # mean probe answer length in tokens
     probe_kl: float | None = None  # KL(base || this model) per token on the base's probe answers
+    retained: float | None = None  # accuracy on earlier nights' held-out questions (None: none asked)
+    n_retained: int = 0  # earlier nights' questions asked
     seconds: dict[str, float] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)
 
@@ -116,13 +118,16 @@ class Measure:
         questions: Sequence[Question],
         cfg: QuizConfig,
         meter_cfg: MeterConfig,
-        general_text: Path | str | None = None,
+        general_text: Path | str | Sequence[str] | None = None,
         log: Callable[[str], None] | None = None,
+        earlier: Sequence[Question] = (),
     ):
         questions = list(questions)
         self.questions = questions[: cfg.max_questions]
         if log and len(questions) > cfg.max_questions:
             log(f"asking the first {cfg.max_questions} of {len(questions)} quiz questions (quiz.max_questions)")
+        # Retention: earlier nights' held-out questions, the most recent max_questions of them.
+        self.earlier = list(earlier)[-cfg.max_questions:]
         self.cfg = cfg
         self.meter_cfg = meter_cfg
         self.general_text = general_text
@@ -152,10 +157,16 @@ class Measure:
             seconds[what] = time.perf_counter() - t0
             return out
 
-        acc = f1 = ppl = vendi = distinct = length = kl = None
+        acc = f1 = ppl = vendi = distinct = length = kl = retained = None
         answers: list[str] = []
-        if self.questions and quiz:
-            answers, acc, f1 = timed("quiz", lambda: self._quiz(backend))
+        if (self.questions or self.earlier) and quiz:
+            answers, scores = timed("quiz", lambda: self._quiz(backend, self.questions + self.earlier))
+            new = len(self.questions)
+            if new:
+                acc, f1 = float(np.mean(scores[:new, 0])), float(np.mean(scores[:new, 1]))
+            if self.earlier:
+                retained = float(np.mean(scores[new:, 0]))
+            answers = answers[:new]
         if self.general_text is not None and rest:
             ppl = timed("perplexity", lambda: perplexity(loaded, self._general(loaded.tokenizer)))
         if self.probe_prompts and rest:
@@ -163,21 +174,26 @@ class Measure:
             mean = probed.mean()
             vendi, distinct, length = mean.get("vendi"), mean["n_distinct"], mean["answer_tokens"]
             kl = timed("drift", lambda: self._drift(loaded, probed, label))
-        return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl, seconds, answers)
+        return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl,
+                          retained, len(self.earlier) if quiz else 0, seconds, answers)
 
-    def _quiz(self, backend) -> tuple[list[str], float, float]:
-        """Greedy closed-book answers, their accuracy (answer contained) and mean token F1."""
+    def _quiz(self, backend, questions: list[Question]) -> tuple[list[str], np.ndarray]:
+        """Greedy closed-book answers and, per answer, (answer contained, token F1)."""
         from reverie.models import SamplingParams
 
         params = SamplingParams(temperature=0.0, max_new_tokens=self.cfg.max_new_tokens, seed=0)
-        gens = backend.generate([[{"role": "user", "content": q.question}] for q in self.questions], params)
-        pairs = [(g.text, q.answer) for g, q in zip(gens, self.questions, strict=True)]
-        acc = float(np.mean([contained(a, gold) for a, gold in pairs]))
-        return [a for a, _ in pairs], acc, float(np.mean([token_f1(a, gold) for a, gold in pairs]))
+        gens = backend.generate([[{"role": "user", "content": q.question}] for q in questions], params)
+        said = [g.text for g in gens]
+        scores = np.array([(contained(a, q.answer), token_f1(a, q.answer)) for a, q in zip(said, questions, strict=True)],
+                          dtype=float)
+        return said, scores
 
     def _general(self, tokenizer) -> list[str]:
         if self._windows is None:
-            self._windows = general_windows(self.general_text, tokenizer, self.cfg.perplexity_tokens)
+            if isinstance(self.general_text, (str, Path)):
+                self._windows = general_windows(self.general_text, tokenizer, self.cfg.perplexity_tokens)
+            else:  # texts given as they are (the base model's own held-out paragraphs)
+                self._windows = list(self.general_text)
         return self._windows
 
     def _probe(self, backend):
@@ -211,6 +227,14 @@ class Measure:
         return self.reference.kl(log_probs)
 
 
+def own_text(store) -> list[str] | None:
+    """The base model's held-out paragraphs a night measures forgetting on (reverie.sleep.night.own_text)."""
+    import json
+
+    stored = store.get_state("own_text")
+    return json.loads(stored) if stored else None
+
+
 def perplexity(loaded, texts: Sequence[str]) -> float:
     """exp(total NLL / total scored tokens) over the texts: one figure for the whole corpus."""
     from reverie.meter.model_metrics import text_nll
@@ -242,7 +266,8 @@ def quiz_models(
     rows = [registered(store, name, loaded.identity) for name in names]
     for row in rows:
         loaded = attach(loaded, row)
-    measure = Measure(questions, cfg.quiz, cfg.meter, general_text or cfg.quiz.general_text, log=rv.log)
+    general = general_text or cfg.quiz.general_text or own_text(store)
+    measure = Measure(questions, cfg.quiz, cfg.meter, general, log=rv.log)
     results = []
     for name in [None, *(r["name"] for r in rows)]:
         with activate(loaded.model, name):

@@ -56,7 +56,7 @@ from pathlib import Path
 from reverie.config import QuizConfig, SleepConfig
 from reverie.dream.generators import QA_GENERATORS
 from reverie.errors import ReverieError
-from reverie.quiz.questions import Question, dream_question, holdout, load_questions, same_question
+from reverie.quiz.questions import Question, dream_question, held_out_questions, holdout, load_questions, same_question
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
 
@@ -144,7 +144,8 @@ def _plan(store, cfg: SleepConfig, share: float, seed: int) -> tuple[dict[str, l
     if not pending:
         raise ReverieError("no dreams to learn from: read something new (`reverie read PATH`) and sleep again")
     quiz_ids = set(holdout([r for r in pending if r["generator"] in QA_GENERATORS], share, seed))
-    held = [dream_question(r["text"]) for r in pending if r["id"] in quiz_ids]
+    # Every night's held-out questions stay unseen: today's and those earlier nights hold out for retention.
+    held = [dream_question(r["text"]) for r in pending if r["id"] in quiz_ids] + held_out_questions(store)
     train_ids = [r["id"] for r in pending if r["id"] not in quiz_ids and not _asks_held_out(r, held)]
     if not train_ids:
         raise ReverieError("no dreams to learn from once the quiz questions are held out")
@@ -391,13 +392,16 @@ def _record(rv, loaded, active, night_id, config, candidate, parent, training, f
 
 def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, parent, progress):
     from reverie.models.lora import activate, attach
-    from reverie.quiz.questions import held_out_questions
     from reverie.quiz.run import Measure
     from reverie.sleep.verdict import decide
 
     settings = rv.settings
-    questions = load_questions(config["quiz_file"]) if config["quiz_file"] else held_out_questions(rv.store, night_id)
-    measure = Measure(questions, quiz_cfg, settings.meter, quiz_cfg.general_text, log=rv.log)
+    if config["quiz_file"]:
+        questions, earlier = load_questions(config["quiz_file"]), []
+    else:  # this night's held-out questions, and every earlier night's for retention
+        questions, earlier = held_out_questions(rv.store, night_id), held_out_questions(rv.store, before=night_id)
+    general = quiz_cfg.general_text or own_text(rv, loaded, quiz_cfg)
+    measure = Measure(questions, quiz_cfg, settings.meter, general, log=rv.log, earlier=earlier)
     say = (lambda what: progress("quiz", {"what": what})) if progress else None
     t0 = time.perf_counter()
     with activate(loaded.model, None):
@@ -418,7 +422,29 @@ def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, 
         figures["reference"] = reference.as_dict()
     figures["candidate"] = cand.as_dict() if cand else {"label": f"night-{night_id}", "n_questions": len(questions)}
     figures["strength"] = {"chosen": chosen, "tried": tried}
+    figures["forgetting_text"] = str(quiz_cfg.general_text) if quiz_cfg.general_text else \
+        f"{len(general)} paragraphs the base model wrote (held out, never trained on)"
     return figures, seconds, decide(base, reference, cand, cfg)
+
+
+def own_text(rv, loaded, quiz_cfg) -> list[str]:
+    """Held-out text for the forgetting check when no `quiz.general_text` is given: paragraphs the
+    base model writes once per home (kept in the store, so every night is measured on the same
+    text) and never trains on. Why: a user has no general text to give, and a night measured on
+    nothing was kept unmeasured; the base model's own writing is what a night must not forget."""
+    from reverie.quiz.run import own_text as stored
+
+    if stored(rv.store):
+        return stored(rv.store)
+    from reverie.models.lora import activate
+    from reverie.sleep.self_replay import write_general
+
+    rv.log(f"writing {quiz_cfg.own_text_paragraphs} paragraphs with the base model to measure forgetting on "
+           "(once per home)")
+    with activate(loaded.model, None):
+        texts = write_general(_writer(rv, loaded), quiz_cfg.own_text_paragraphs, seed=0, tag="held-out")
+    rv.store.set_state("own_text", json.dumps(texts))
+    return texts
 
 
 def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None):
@@ -446,7 +472,7 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None)
         asked = measure(loaded, label, say, rest=False)  # perplexity and the probe are `result`'s
     return factor, tried, dataclasses.replace(
         result, label=label, accuracy=asked.accuracy, f1=asked.f1, answers=asked.answers,
-        seconds={**asked.seconds, **result.seconds},
+        retained=asked.retained, n_retained=asked.n_retained, seconds={**asked.seconds, **result.seconds},
     )
 
 

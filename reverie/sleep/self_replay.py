@@ -29,11 +29,12 @@ MAX_NEW_TOKENS = 128  # a paragraph: as long as the general-text slices of `slee
 MIN_WORDS = 20  # shorter replies (a refusal, a one-liner) are not general text
 
 
-def write_general(backend, n: int, seed: int, progress=None) -> list[str]:
-    """Up to `n` paragraphs by `backend`, deterministic in `seed` (shorter replies are left out)."""
+def write_general(backend, n: int, seed: int, progress=None, tag: str = "self-replay") -> list[str]:
+    """Up to `n` paragraphs by `backend`, deterministic in `seed` and `tag` (shorter replies are
+    left out). Another tag draws other words and samples (the held-out forgetting text)."""
     if n <= 0:
         return []
-    rng = random.Random(f"self-replay:{seed}")
+    rng = random.Random(f"{tag}:{seed}")
     words = [random_words(rng, 1)[0] for _ in range(n)]
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=rng.randrange(2**31))
     gens = backend.generate([[{"role": "user", "content": PROMPT.format(word=w)}] for w in words], params,

@@ -13,7 +13,9 @@ Checks, each against a figure measured on the same inputs:
   (default +-20%): a night that teaches short answers ("Super Bowl" for "Tell me a joke.") can
   raise Vendi, since short random phrases embed far apart, but not keep its length;
 - drift: KL(base || candidate) per token on the base model's own probe answers at most
-  `max_probe_kl` (default 0.5 nats): how much less likely the candidate finds what the base says.
+  `max_probe_kl` (default 0.5 nats): how much less likely the candidate finds what the base says;
+- retained: accuracy on earlier nights' held-out questions at least (1 - `max_retention_drop`)
+  of the reference's (default 70%): a night may not buy today's facts with last week's.
 Before the quiz, the night looks for the strongest adapter strength (`sleep.strengths`) that
 passes every check but `learned` (`bounds`; reverie.sleep.night.choose_strength), and the verdict
 is taken at that strength. A candidate whose training diverged (non-finite weights) is rejected
@@ -57,6 +59,7 @@ def decide(base, reference, candidate, cfg) -> Verdict:
             f"quiz accuracy {reference.accuracy:.1%} ({reference.label}) -> {candidate.accuracy:.1%}",
         ))
     checks += bounds(base, candidate, cfg)
+    checks.append(_retained(reference, candidate, cfg))
     return Verdict(all(c.passed for c in checks), checks)
 
 
@@ -101,4 +104,15 @@ def _drift(candidate, cfg) -> Check:
         "drift", candidate.probe_kl <= cfg.max_probe_kl,
         f"KL(base || candidate) {candidate.probe_kl:.3f} nats/token on the base's probe answers, "
         f"limit {cfg.max_probe_kl:g}",
+    )
+
+
+def _retained(reference, candidate, cfg) -> Check:
+    if not candidate.n_retained or reference.retained is None or candidate.retained is None:
+        return Check("retained", True, "retention not checked (no earlier nights' questions)")
+    floor = reference.retained * (1 - cfg.max_retention_drop)
+    return Check(
+        "retained", candidate.retained >= floor,
+        f"earlier nights' questions {reference.retained:.1%} ({reference.label}) -> {candidate.retained:.1%}, "
+        f"floor {floor:.1%} of {candidate.n_retained}",
     )

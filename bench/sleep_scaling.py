@@ -1,0 +1,124 @@
+"""Benchmark: accuracy against night length (issue 18's scaling row).
+
+    python bench/sleep_scaling.py --home /tmp/seal50 --scale 2 4 --out scaling.json
+
+--home is a finished `bench/sleep_seal.py` home (its first night done, its quiz.jsonl beside it).
+For each scale, a copy of that home has its night rewound to just before training, with
+`sleep.epochs` multiplied by the scale, and the night is resumed: the same dreams, self-replay
+paragraphs and teacher answers (stored with the night's plan), the teacher's targets computed
+again, then training, quiz and gate as shipped. So the rows differ only in training budget, and a
+row's time is the teacher's targets + training + quiz (add the original night's dream, replay and
+teacher-answer seconds for a whole night's).
+
+Prints a JSON summary (also written to --out) and, with --markdown, a BENCHMARKS.md table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def rewind(home: Path, scale: float) -> float:
+    """Rewind the home's first night to before training, with epochs x `scale`; returns the epochs."""
+    from reverie.store import Store
+
+    store = Store.open(home / "reverie.db")
+    night = store.night(1)
+    config = json.loads(night["config"])
+    epochs = config["settings"]["sleep"]["epochs"] * scale
+    config["settings"]["sleep"]["epochs"] = epochs
+    with store.transaction():
+        store.conn.execute("UPDATE nights SET status = 'interrupted', finished_at = NULL, metrics = '{}', "
+                           "config = ? WHERE id = 1", (json.dumps(config),))
+        for row in store.conn.execute("SELECT path FROM adapters").fetchall():
+            shutil.rmtree(row["path"], ignore_errors=True)
+        store.conn.execute("DELETE FROM adapters")
+        store.conn.execute("DELETE FROM state WHERE key = 'adapter'")
+    store.close()
+    shutil.rmtree(home / "nights", ignore_errors=True)
+    return epochs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", required=True, type=Path, help="a finished bench/sleep_seal.py home")
+    ap.add_argument("--scale", type=float, nargs="+", default=[2.0, 4.0], help="training budget multiples")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--keep", action="store_true", help="keep the copied homes (printed)")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args(argv)
+
+    from reverie.app import Reverie
+    from reverie.config import load_settings
+    from reverie.store import Store
+
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here))
+    from sleep_seal import protocol_overrides, throttled_progress
+
+    src = Store.open(args.home / "reverie.db")
+    original = src.night(1)
+    if original is None or original["finished_at"] is None:
+        sys.exit(f"error: {args.home} holds no finished night 1 (run bench/sleep_seal.py --home {args.home})")
+    first = {"timings": json.loads(original["timings"]), "metrics": json.loads(original["metrics"]),
+             "epochs": json.loads(original["config"])["settings"]["sleep"]["epochs"]}
+    wikitext = json.loads(original["config"])["settings"]["quiz"]["general_text"]
+    src.close()
+    rows = [row(first["metrics"], first["timings"], 1.0, first["epochs"])]
+    for scale in args.scale:
+        home = Path(tempfile.mkdtemp(prefix=f"reverie-scale{scale:g}-"))
+        shutil.copytree(args.home, home, symlinks=True, dirs_exist_ok=True)
+        epochs = rewind(home, scale)
+        overrides = protocol_overrides(Path(wikitext) if wikitext else None)
+        if args.threads:
+            overrides["model"] = {"threads": args.threads}
+        rv = Reverie.from_settings(load_settings(home=home, overrides=overrides),
+                                   log=lambda m: print(m, file=sys.stderr))
+        print(f"scale {scale:g}: epochs {epochs:g} in {home}", file=sys.stderr)
+        result = rv.sleep(quiz_file=home / "quiz.jsonl", progress=throttled_progress(30))
+        night = rv.store.night(result.night_id)
+        rows.append(row(json.loads(night["metrics"]), result.timings, scale, epochs))
+        rv.store.close()
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    out = {"home": str(args.home), "load_average": os.getloadavg(), "rows": rows}
+    text = json.dumps(out, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    if args.markdown:
+        print(markdown(out))
+    return out
+
+
+def row(metrics: dict, timings: dict, scale: float, epochs: float) -> dict:
+    f = metrics["figures"]
+    strength = f.get("strength") or {}
+    return {"scale": scale, "epochs": epochs, "status": "kept" if all(c["passed"] for c in metrics["checks"])
+            else "rejected", "strength": strength.get("chosen"),
+            "accuracy": f["candidate"]["accuracy"], "f1": f["candidate"]["f1"],
+            "perplexity_rise": f["candidate"]["perplexity"] / f["base"]["perplexity"] - 1,
+            "probe_vendi": f["candidate"]["vendi"], "base_vendi": f["base"]["vendi"],
+            "tried": strength.get("tried"), "trained_tokens": metrics["tokens"]["trained"],
+            "train_seconds": timings["train"], "quiz_seconds": timings["quiz"]}
+
+
+def markdown(out: dict) -> str:
+    lines = ["| training budget | epochs | verdict | strength | contained | token F1 | ppl rise | probe Vendi | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in out["rows"]:
+        lines.append(f"| {r['scale']:g}x | {r['epochs']:g} | {r['status']} | {r['strength'] or 1:g} | "
+                     f"{r['accuracy']:.1%} | {r['f1']:.3f} | {r['perplexity_rise']:+.1%} | {r['probe_vendi']:.2f} | "
+                     f"{r['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
