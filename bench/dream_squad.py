@@ -6,9 +6,9 @@ Each of the first N passages is read as one document (one chunk). `reverie dream
 budget of BUDGET tokens per passage (all generators, default settings, the default model unless
 --model) and samples the naive baseline to the same budget. Per passage, both sets are cut to the
 same number of texts (drawn at random from the larger) and compared: all-MiniLM-L6-v2 Vendi
-score, distinct-2 and compression ratio (reverie.meter), averaged over passages. Grounding pass
-rates are over every generated qa answer and fact line, before the gate. Prints a JSON summary
-and, with --markdown, the BENCHMARKS.md lines.
+score, distinct-2 and compression ratio, averaged over passages (reverie.meter.compare_per_chunk,
+the comparison `reverie dream` ends with). Grounding pass rates are over every generated qa answer
+and fact line, before the gate. Prints a JSON summary and, with --markdown, the BENCHMARKS.md lines.
 """
 
 from __future__ import annotations
@@ -16,14 +16,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
-
-import numpy as np
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -42,8 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.dream.base import Candidate
     from reverie.dream.gate import Gate, answer_in_source
     from reverie.meter.embed import make_embedder
-    from reverie.meter.lexical import compression_ratio, distinct_n
-    from reverie.meter.semantic import vendi_score
+    from reverie.meter.sets import compare_per_chunk
     from reverie.models.backend import SamplingParams
     from reverie.store.documents import ChunkSpan
 
@@ -63,31 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     store = rv.store
     chunk_text = {c["id"]: c["text"] for c in store.chunks()}
-    dreams = defaultdict(list)
-    for r in store.run_dreams(result.run_id, status="kept"):
-        dreams[json.loads(r["source_chunk_ids"])[0]].append(r["text"])
-    from reverie.dream.run import within_budget
+    from reverie.dream.run import by_chunk, within_budget
 
-    base = defaultdict(list)
-    for r in within_budget(store.run_baselines(result.run_id), args.budget, lambda r: r["chunk_id"],
-                           lambda r: r["n_tokens"]):
-        base[r["chunk_id"]].append(r["text"])
-
-    emb = make_embedder("minilm")
-    rng = random.Random(args.seed)
-    rows = []
-    for cid in chunk_text:
-        d, b = dreams.get(cid, []), base.get(cid, [])
-        n = min(len(d), len(b))
-        if n < 2:
-            continue
-        d, b = rng.sample(d, n), rng.sample(b, n)
-        rows.append({
-            "n": n,
-            "vendi_d": vendi_score(emb.encode(d)), "vendi_b": vendi_score(emb.encode(b)),
-            "d2_d": distinct_n(d, 2), "d2_b": distinct_n(b, 2),
-            "cr_d": compression_ratio(d), "cr_b": compression_ratio(b),
-        })
+    dreams = by_chunk(store.run_dreams(result.run_id, status="kept"), lambda r: json.loads(r["source_chunk_ids"])[0])
+    base = by_chunk(within_budget(store.run_baselines(result.run_id), args.budget, lambda r: r["chunk_id"],
+                                  lambda r: r["n_tokens"]), lambda r: r["chunk_id"])
+    cmp = compare_per_chunk({"dreams": dreams, "baseline": base}, embedder=make_embedder("minilm"), seed=args.seed)
 
     gate = Gate(rv.settings.dream)
     qa_ok = qa_n = fact_ok = fact_n = 0
@@ -102,14 +78,15 @@ def main(argv: list[str] | None = None) -> dict:
             fact_n += 1
             fact_ok += gate.grounding(cand, src)[1] is None
 
-    mean = lambda k: float(np.mean([r[k] for r in rows])) if rows else float("nan")  # noqa: E731
+    nan = float("nan")
+    d, b = (cmp["sets"][side] if cmp else {} for side in ("dreams", "baseline"))
     summary = {
-        "passages": len(passages), "compared_passages": len(rows), "budget_per_passage": args.budget,
-        "texts_per_passage": mean("n"),
-        "vendi_dreams": mean("vendi_d"), "vendi_baseline": mean("vendi_b"),
-        "vendi_ratio_mean": float(np.mean([r["vendi_d"] / r["vendi_b"] for r in rows])) if rows else float("nan"),
-        "distinct2_dreams": mean("d2_d"), "distinct2_baseline": mean("d2_b"),
-        "compression_dreams": mean("cr_d"), "compression_baseline": mean("cr_b"),
+        "passages": len(passages), "compared_passages": cmp.get("chunks", 0), "budget_per_passage": args.budget,
+        "texts_per_passage": cmp.get("texts_per_chunk", nan),
+        "vendi_dreams": d.get("vendi", nan), "vendi_baseline": b.get("vendi", nan),
+        "vendi_ratio_mean": cmp.get("vendi_ratio", nan),
+        "distinct2_dreams": d.get("distinct_2", nan), "distinct2_baseline": b.get("distinct_2", nan),
+        "compression_dreams": d.get("compression_ratio", nan), "compression_baseline": b.get("compression_ratio", nan),
         "qa_grounded": qa_ok / qa_n if qa_n else float("nan"), "qa_n": qa_n,
         "facts_grounded": fact_ok / fact_n if fact_n else float("nan"), "facts_n": fact_n,
         "kept": result.kept, "dropped": result.dropped, "drop_reasons": result.drop_reasons,

@@ -326,9 +326,29 @@ def test_dream_cli_end_to_end_on_tiny_model(home, cli, tmp_path, monkeypatch):
     monkeypatch.setenv("REVERIE_DREAM__MAX_PERPLEXITY", "1e9")
     monkeypatch.setenv("REVERIE_DREAM__MAX_RARE_RATE", "1")
     _home_with_docs(home).close()
-    res = cli("--seed", "3", "dream", "--budget", "60", "--generators", "restate,bookclub", "--docs", "all")
+    # 300 tokens a chunk: two or more kept dreams and naive texts in each of the two chunks
+    res = cli("--seed", "3", "dream", "--budget", "600", "--generators", "restate,bookclub", "--docs", "all")
     assert res.code == 0, res.err
-    assert "dream run 1" in res.out and "naive baseline" in res.out
+    assert "dream run 1" in res.out
+    # The headline comes last: per source chunk at equal count; the whole sets only as secondary.
+    head, _, tail = res.out.partition("dreams vs naive baseline, per source chunk at equal count")
+    assert tail and "secondary: whole sets" in head and "count and length differ" in head
+    for label in ("mean over chunks", "Vendi score", "distinct-2", "compression ratio", "tokens per text",
+                  "2 chunks, each side drawn at random to the smaller count", "mean of per-chunk ratios"):
+        assert label in tail, label
+    k = re.search(r"texts per chunk\s*│\s*([\d.]+)\s*│\s*([\d.]+)", tail)
+    assert k and k.group(1) == k.group(2) and float(k.group(1)) >= 2
+    from reverie.store import Store
+
+    with Store.open(load_settings().db_path) as store:
+        stored = json.loads(store.dream_run(1)["metrics"])
+        labels = [r["label"] for r in store.meter_runs("meter")]
+    cmp = stored["comparison"]
+    assert cmp["chunks"] == 2 and cmp["texts_per_chunk"] == float(k.group(1))
+    n = cmp["sets"]["dreams"]["n_texts"]
+    assert n == cmp["sets"]["baseline"]["n_texts"] <= min(m["n_texts"] for m in stored["meter"].values())
+    assert [r["k"] for r in cmp["per_chunk"]] and set(stored["meter"]) == {"dreams", "baseline"}
+    assert "dream run 1: dreams vs baseline per chunk at equal count" in labels
     res = cli("dreams", "--all")
     assert res.code == 0 and ("restate" in res.out or "bookclub" in res.out)
     out = tmp_path / "d.jsonl"

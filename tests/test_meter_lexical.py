@@ -1,4 +1,5 @@
-"""Lexical set metrics against hand-computed values and a plain-Python BLEU reference."""
+"""Lexical set metrics against hand-computed values and a plain-Python BLEU reference; two sets
+compared per source chunk at equal count."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from reverie.errors import ReverieError
 from reverie.meter.lexical import (
     compression_ratio,
     distinct_n,
@@ -17,6 +19,7 @@ from reverie.meter.lexical import (
     self_bleu,
     self_repetition,
 )
+from reverie.meter.sets import compare_per_chunk, meter_texts
 from reverie.meter.tokens import tokenize, tokenize_set
 
 
@@ -146,3 +149,65 @@ def test_self_bleu_reference_sample_uses_groups_of_fixed_size():
         for i in range(len(toks))
     ])
     assert self_bleu(texts, max_refs=8, seed=5) == pytest.approx(expected)
+
+
+class _OneHot:
+    """Every distinct text its own direction: the Vendi score of n distinct texts is exactly n."""
+
+    name = "onehot"
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+
+    def encode(self, texts):
+        rows = [self.index.setdefault(t, len(self.index)) for t in texts]
+        X = np.zeros((len(texts), 256), dtype=np.float32)
+        X[np.arange(len(texts)), rows] = 1.0
+        return X
+
+
+def _texts(side: str, chunk: int, n: int) -> list[str]:
+    """n texts of seven words that occur nowhere else: every sample of k has distinct-2 1.0."""
+    return [" ".join(f"{side}{chunk}t{i}w{j}" for j in range(7)) + "." for i in range(n)]
+
+
+def test_per_chunk_comparison_is_not_moved_by_one_side_having_3x_the_texts():
+    """Whole sets of 12 naive texts a chunk against 4 dreams a chunk: the naive side's whole-set
+    Vendi triples with its count. Per chunk at equal count, k = 4 either way, and the figures stay."""
+    emb = _OneHot()
+    dreams = {c: _texts("d", c, 4) for c in (1, 2, 3)}
+    naive = {c: _texts("b", c, 4) for c in (1, 2, 3)}
+    naive3 = {c: _texts("b", c, 12) for c in (1, 2, 3)}
+    fair = compare_per_chunk({"dreams": dreams, "baseline": naive}, embedder=emb, seed=1)
+    tripled = compare_per_chunk({"dreams": dreams, "baseline": naive3}, embedder=emb, seed=1)
+    assert fair["chunks"] == tripled["chunks"] == 3
+    assert fair["texts_per_chunk"] == tripled["texts_per_chunk"] == 4
+    for side in ("dreams", "baseline"):
+        assert tripled["sets"][side]["n_texts"] == 12
+        for key in ("vendi", "distinct_2", "mean_tokens"):
+            assert tripled["sets"][side][key] == pytest.approx(fair["sets"][side][key])
+        assert tripled["sets"][side]["compression_ratio"] == pytest.approx(
+            fair["sets"][side]["compression_ratio"], rel=0.02)
+    assert tripled["sets"]["baseline"]["vendi"] == pytest.approx(4.0)
+    assert tripled["vendi_ratio"] == pytest.approx(fair["vendi_ratio"]) == pytest.approx(1.0)
+    flat = lambda sets: [t for ts in sets.values() for t in ts]  # noqa: E731
+    whole = meter_texts(flat(naive), embedder=emb)["vendi"]
+    whole3 = meter_texts(flat(naive3), embedder=emb)["vendi"]
+    assert whole3 == pytest.approx(3 * whole) == pytest.approx(36.0)  # the whole set counts texts
+
+
+def test_per_chunk_comparison_cuts_to_the_smaller_side_and_skips_thin_chunks():
+    emb = _OneHot()
+    dreams = {1: _texts("d", 1, 6), 2: _texts("d", 2, 1), 3: _texts("d", 3, 3)}
+    naive = {1: _texts("b", 1, 2), 2: _texts("b", 2, 5), 4: _texts("b", 4, 5)}
+    out = compare_per_chunk({"dreams": dreams, "baseline": naive}, embedder=emb, seed=0)
+    assert out["chunks"] == 1 and out["skipped_chunks"] == 3  # chunk 2 has one dream, 3 and 4 one side
+    assert [(r["chunk"], r["k"]) for r in out["per_chunk"]] == [(1, 2)]
+    assert out["sets"]["dreams"]["vendi"] == pytest.approx(2.0)
+    again = compare_per_chunk({"dreams": dreams, "baseline": naive}, embedder=emb, seed=0)
+    assert again == out  # the same seed draws the same texts
+    assert compare_per_chunk({"dreams": {1: ["a b"]}, "baseline": {1: ["c d", "e f"]}}, embedder=emb) == {}
+    lexical = compare_per_chunk({"dreams": dreams, "baseline": naive}, semantic=False)
+    assert "vendi" not in lexical["sets"]["dreams"] and "embedder" not in lexical
+    with pytest.raises(ReverieError, match="two sets"):
+        compare_per_chunk({"dreams": dreams}, embedder=emb)

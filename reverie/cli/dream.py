@@ -34,7 +34,7 @@ def dream_cmd(
     fresh: bool = typer.Option(False, "--fresh", help="Abandon an interrupted run instead of continuing it."),
 ) -> None:
     """Dream about what was read: generate, gate, deduplicate and select synthetic texts, then
-    compare their diversity with a naive baseline."""
+    compare their diversity with a naive baseline, per source chunk at equal count."""
     rv = reverie()
     names = generators.split(",") if generators is not None else None
     with Progress(
@@ -62,14 +62,30 @@ def dream_cmd(
             "dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(result.drop_reasons.items(), key=lambda x: -x[1])),
             highlight=False,
         )
-    if result.meter:
-        from reverie.meter.report import meter_table
+    _print_meters(result)
 
-        table = meter_table(result.meter)
-        table.title = "dream set vs naive baseline"
+
+def _print_meters(result) -> None:
+    """Each whole set's meter (secondary), then the headline: dreams against the naive baseline
+    per source chunk at equal count. Whole sets of unequal count and length are no comparison."""
+    from reverie.meter.report import comparison_table, meter_table
+
+    def show(table, title: str) -> None:
+        table.title, table.min_width = title, len(title) + 2  # the title on one line where it fits
         console.print(table)
-    else:
+
+    if result.meter:
+        sizes = " vs ".join(f"{m['n_texts']} {'naive texts' if name == 'baseline' else name}"
+                            for name, m in result.meter.items())
+        show(meter_table(result.meter), f"secondary: whole sets, {sizes} (count and length differ)"
+             if len(result.meter) > 1 else f"whole set: {next(iter(result.meter))}")
+    if result.kept < 2:
         notice("fewer than two dreams were kept: no meter (see `reverie dreams --dropped`)")
+    elif result.comparison:
+        show(comparison_table(result.comparison), "dreams vs naive baseline, per source chunk at equal count")
+    elif "baseline" in result.meter:
+        notice("no source chunk has two dreams and two naive texts: no per-chunk comparison "
+               "(a larger --budget gives more)")
 
 
 def _flat(text: str, width: int) -> str:

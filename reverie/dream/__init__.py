@@ -3,7 +3,8 @@
     from reverie.app import Reverie
     rv = Reverie.from_settings()
     result = rv.dream(budget=20000, generators=["qa", "facts", "dream"])
-    result.meter["dreams"]["vendi"], result.meter["baseline"]["vendi"]
+    result.comparison["sets"]["dreams"]["vendi"], result.comparison["sets"]["baseline"]["vendi"]
+    # per source chunk at equal count; result.meter holds each whole set's own meter
 
 Modules: base (work items, the generator protocol, parsing), generators/ (one module per
 generator, prompts in TEMPLATES), entropy (personas, audiences, random words, distant chunks),

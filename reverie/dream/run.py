@@ -19,7 +19,11 @@
 4. Select. Gate-passed dreams lose near-duplicates (MinHash), then a diverse subset within each
    chunk's budget is chosen (reverie.dream.select). Everything left out stays, dropped, with why.
    A reading too short to fill its share of the budget is no error: the run says how much it gave.
-5. Meter both sets (reverie.meter.meter_texts) and store the figures with the run.
+5. Compare. Per source chunk, k of the kept dreams against k of the chunk's baseline texts, k the
+   smaller count (reverie.meter.compare_per_chunk: Vendi, distinct-2, compression, means over
+   chunks): the headline, stored with the run as 'comparison'. Each whole set is metered too
+   (reverie.meter.meter_texts, stored as 'meter'): secondary, since whole sets of different
+   count and text length are no comparison (Vendi counts texts).
 """
 
 from __future__ import annotations
@@ -58,7 +62,10 @@ class DreamResult:
     generated_tokens: int  # by this process (a resumed run counts only what it generated itself)
     generate_seconds: float
     drop_reasons: dict[str, int] = field(default_factory=dict)  # reason kind -> count
-    meter: dict[str, dict] = field(default_factory=dict)  # 'dreams' / 'baseline' -> meter_texts()
+    # 'dreams' / 'baseline' -> meter_texts() of each whole set: secondary (counts and lengths differ)
+    meter: dict[str, dict] = field(default_factory=dict)
+    # the headline: compare_per_chunk({'dreams', 'baseline'}), {} without two of each in some chunk
+    comparison: dict = field(default_factory=dict)
 
     @property
     def tokens_per_second(self) -> float:
@@ -397,6 +404,14 @@ def within_budget(rows, per_chunk: float, chunk_of: Callable, tokens_of: Callabl
     return out
 
 
+def by_chunk(rows, chunk_of: Callable) -> dict[int, list[str]]:
+    """{chunk id: the rows' texts}, in the rows' order."""
+    out: dict[int, list[str]] = defaultdict(list)
+    for r in rows:
+        out[chunk_of(r)].append(r["text"])
+    return dict(out)
+
+
 def reason_kind(reason: str) -> str:
     """'near-duplicate of dream 12' -> 'near-duplicate of dream', 'perplexity 736 > 500' ->
     'perplexity', 'spar: answered 0/4 times' -> 'spar': drop reasons counted by kind."""
@@ -427,7 +442,7 @@ def _select(rows, embedder, per_chunk: int, method: str) -> dict[int, str]:
 
 
 def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
-    from reverie.meter import meter_texts
+    from reverie.meter import compare_per_chunk, meter_texts
     from reverie.meter.embed import make_embedder
 
     mcfg = rv.settings.meter
@@ -454,9 +469,14 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
     base = within_budget(store.run_baselines(run_id), per_chunk, lambda r: r["chunk_id"], lambda r: r["n_tokens"])
     if len(base) >= 2:
         meter["baseline"] = meter_texts([r["text"] for r in base], config=mcfg, embedder=embedder, warn=rv.log)
-    store.finish_dream_run(run_id, drops, {"meter": meter})
+    sides = {"dreams": by_chunk(kept, _chunk_of), "baseline": by_chunk(base, lambda r: r["chunk_id"])}
+    comparison = compare_per_chunk(sides, config=mcfg, embedder=embedder, seed=store.dream_run(run_id)["seed"])
+    store.finish_dream_run(run_id, drops, {"comparison": comparison, "meter": meter})
     for label, metrics in meter.items():
-        store.add_meter_run("meter", f"dream run {run_id}: {label}", metrics, params={"run_id": run_id})
+        store.add_meter_run("meter", f"dream run {run_id}: {label} (whole set)", metrics, params={"run_id": run_id})
+    if comparison:
+        store.add_meter_run("meter", f"dream run {run_id}: dreams vs baseline per chunk at equal count",
+                            {k: v for k, v in comparison.items() if k != "per_chunk"}, params={"run_id": run_id})
 
     everything = store.run_dreams(run_id)
     reasons: dict[str, int] = defaultdict(int)
@@ -473,4 +493,5 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
         generate_seconds=stats["seconds"],
         drop_reasons=dict(reasons),
         meter=meter,
+        comparison=comparison,
     )

@@ -11,13 +11,14 @@ Modules, each metric defined (with its paper) in its function's docstring:
 - semantic: Vendi score, mean pairwise cosine distance, greedy semantic clusters
 - drift: rare-word rate and degenerate (looping) texts, the guards against nonsense
 - model_metrics: perplexity, mean next-token entropy, KL(base || adapted) with a PEFT LoRA adapter
-- sets: `meter_texts`, all set metrics in one dict
+- sets: `meter_texts`, all set metrics in one dict; `compare_per_chunk`, two sets about the same
+  source chunks compared chunk by chunk at equal count
 - probe: sample N answers per prompt and count the distinct ones (`reverie probe`)
 - inputs, report: reading files with clear errors; the CLI's tables
 
 From the command line: `reverie meter FILE...` and `reverie probe --prompt TEXT -n N`.
 """
 
-from reverie.meter.sets import meter_texts
+from reverie.meter.sets import compare_per_chunk, meter_texts
 
-__all__ = ["meter_texts"]
+__all__ = ["compare_per_chunk", "meter_texts"]

@@ -1,6 +1,7 @@
 """Rich tables for `reverie meter` and `reverie probe`.
 
     console.print(meter_table({"a.jsonl": metrics_a, "b.jsonl": metrics_b}))  # one column per set
+    console.print(comparison_table(compare_per_chunk(...)))                     # per chunk, equal count
     for part in probe_report(result): console.print(part)
 """
 
@@ -74,6 +75,42 @@ def meter_table(columns: dict[str, dict]) -> Table:
     embedders = {m["embedder"] for m in columns.values() if "embedder" in m}
     if embedders:
         table.caption = f"embeddings: {', '.join(sorted(embedders))}"
+    return table
+
+
+# (key in compare_per_chunk's sets, label, format), in the order shown.
+COMPARISON_ROWS: list[tuple[str, str, str]] = [
+    ("vendi", "Vendi score", "{:.2f}"),
+    ("distinct_2", "distinct-2", "{:.3f}"),
+    ("compression_ratio", "compression ratio", "{:.2f}"),
+    ("mean_tokens", "tokens per text", "{:.1f}"),
+]
+
+
+def comparison_table(comparison: dict) -> Table:
+    """`compare_per_chunk`'s result: one row per metric (a mean over chunks), one column per set."""
+    names = list(comparison["sets"])
+    k = comparison["texts_per_chunk"]
+    chunks = comparison["chunks"]
+    table = Table(
+        title=f"{names[0]} vs {names[1]}, per source chunk at equal count",
+        show_header=True, header_style="bold",
+    )
+    table.add_column("mean over chunks")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_row("texts per chunk", *(f"{k:.1f}" for _ in names))
+    for key, label, fmt in COMPARISON_ROWS:
+        if key in comparison["sets"][names[0]]:
+            table.add_row(label, *(_fmt(fmt, comparison["sets"][n][key]) for n in names))
+    caption = [f"{chunks} chunk{'s' if chunks != 1 else ''}, each side drawn at random to the smaller count"]
+    if comparison.get("skipped_chunks"):
+        caption.append(f"{comparison['skipped_chunks']} with under two texts on a side left out")
+    if "vendi_ratio" in comparison:
+        caption.append(f"Vendi {comparison['vendi_ratio']:.2f}x (mean of per-chunk ratios)")
+    if "embedder" in comparison:
+        caption.append(f"embeddings: {comparison['embedder']}")
+    table.caption = "; ".join(caption)
     return table
 
 

@@ -5,6 +5,7 @@
     meter_texts(texts, reference=loaded)                            # + perplexity under a model
     meter_texts(texts, embedder=emb)                                # reuse a loaded embedder
     meter_texts(texts, semantic=False)                              # no embeddings at all
+    compare_per_chunk({"dreams": {7: [...], 8: [...]}, "baseline": {7: [...], 8: [...]}})
 
 Keys (each metric is defined in the docstring of the function named):
     n_texts, mean_tokens                          size of the set, tokens per text (reverie.meter.tokens)
@@ -15,11 +16,17 @@ Keys (each metric is defined in the docstring of the function named):
     rare_word_rate, degenerate_rate               drift.rare_word_rate, share of drift.degenerate_flags
     perplexity, perplexity_median                 model_metrics: exp(total NLL / total tokens) of the
                                                   set, and the median per-text perplexity
+
+Two sets of different size are no comparison as wholes: Vendi counts texts (n distinct texts score
+up to n), and distinct-n and compression move with how many and how long the texts are. Where both
+sets were written about the same source chunks, `compare_per_chunk` measures them chunk by chunk at
+equal count instead (the headline of `reverie dream` and of bench/dream_squad.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,7 +34,7 @@ from reverie.config import MeterConfig
 from reverie.errors import ReverieError
 from reverie.meter.drift import degenerate_flags, rare_word_rate
 from reverie.meter.embed import Embedder, make_embedder
-from reverie.meter.lexical import lexical_metrics
+from reverie.meter.lexical import compression_ratio, distinct_n, lexical_metrics
 from reverie.meter.semantic import greedy_clusters, mean_cosine_distance, vendi_score
 from reverie.meter.tokens import tokenize_set
 
@@ -79,4 +86,67 @@ def meter_texts(
             raise ReverieError("perplexity needs texts of at least two tokens")
         out["perplexity"] = float(np.exp(nll.sum() / counts.sum()))
         out["perplexity_median"] = float(np.median(np.exp(nll[scored] / counts[scored])))
+    return out
+
+
+def compare_per_chunk(
+    sets: Mapping[str, Mapping[Hashable, Sequence[str]]],
+    *,
+    config: MeterConfig | None = None,
+    embedder: Embedder | None = None,
+    semantic: bool = True,
+    seed: int = 0,
+    warn: Callable[[str], None] | None = None,
+) -> dict:
+    """Two sets of texts, each grouped by the source chunk it was written about, compared chunk
+    by chunk at equal count: {name: {chunk: [text, ...]}} with exactly two names.
+
+    For every chunk (in sorted order) with at least two texts on both sides, k = the smaller
+    count, and k texts are drawn at random (random.Random(seed), the first set's sample first)
+    from each side; each sample is measured as a set of its own: Vendi score (`embedder`, else
+    one made from `config`; skipped with semantic=False), distinct-2, compression ratio, tokens
+    per text. The figures are means over the compared chunks, so neither side's count nor its
+    number of chunks moves them. Returns {} when no chunk has two texts on both sides, else
+    {"chunks": compared, "skipped_chunks": with fewer than two on a side, "texts_per_chunk": mean
+    k, "embedder", "vendi_ratio": mean over chunks of the first set's Vendi over the second's,
+    "sets": {name: {"n_texts" (sum of k), "vendi", "distinct_2", "compression_ratio",
+    "mean_tokens"}}, "per_chunk": [{"chunk", "k", name: {...}, ...}]}.
+    """
+    if len(sets) != 2:
+        raise ReverieError(f"compare_per_chunk compares two sets, got {len(sets)}")
+    (name_a, a), (name_b, b) = sets.items()
+    config = config or MeterConfig()
+    if semantic and embedder is None:
+        embedder = make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
+    rng = random.Random(seed)
+    rows, skipped = [], 0
+    for chunk in sorted(set(a) | set(b)):
+        ta, tb = list(a.get(chunk, ())), list(b.get(chunk, ()))
+        k = min(len(ta), len(tb))
+        if k < 2:
+            skipped += 1
+            continue
+        row: dict = {"chunk": chunk, "k": k}
+        for name, sample in ((name_a, rng.sample(ta, k)), (name_b, rng.sample(tb, k))):
+            m = {"distinct_2": distinct_n(sample, 2), "compression_ratio": compression_ratio(sample),
+                 "mean_tokens": float(tokenize_set(sample).lengths.mean())}
+            if semantic:
+                m["vendi"] = vendi_score(embedder.encode(sample))
+            row[name] = m
+        rows.append(row)
+    if not rows:
+        return {}
+    keys = ["vendi", "distinct_2", "compression_ratio", "mean_tokens"] if semantic else \
+        ["distinct_2", "compression_ratio", "mean_tokens"]
+    out: dict = {
+        "chunks": len(rows), "skipped_chunks": skipped,
+        "texts_per_chunk": float(np.mean([r["k"] for r in rows])),
+        "sets": {name: {"n_texts": sum(r["k"] for r in rows),
+                        **{key: float(np.mean([r[name][key] for r in rows])) for key in keys}}
+                 for name in (name_a, name_b)},
+    }
+    if semantic:
+        out["embedder"] = embedder.name
+        out["vendi_ratio"] = float(np.mean([r[name_a]["vendi"] / r[name_b]["vendi"] for r in rows]))
+    out["per_chunk"] = rows
     return out
