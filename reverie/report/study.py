@@ -31,6 +31,7 @@ TRAIN_METRICS = (  # the meter of each night's training set, when the study reco
     ("vendi", "Training set Vendi score"),
     ("distinct_2", "Training set distinct-2"),
     ("compression_ratio", "Training set compression ratio"),
+    ("self_bleu", "Training set self-BLEU (higher is more alike)"),
 )
 ARM_COLOURS = {"naive": "#ff7f0e", "accumulate": "#9467bd", "reverie": "#1f77b4"}
 
