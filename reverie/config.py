@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from reverie.errors import ReverieError
 
@@ -289,7 +289,7 @@ class QuizConfig(_Section):
 class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Address `reverie serve` listens on; beyond loopback it needs api_key.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port of the OpenAI-compatible server.")
-    api_key: str | None = Field(
+    api_key: SecretStr | None = Field(
         None, description="Bearer key every route but /health requires (env REVERIE_SERVE__API_KEY); None: no key."
     )
     batch_size: int = Field(32, ge=1, description="Requests the model decodes together (continuous batching rows).")

@@ -10,7 +10,7 @@ import reverie
 
 # Lowest first. Shared foundations, then the cycle in the order it runs, then what drives it.
 LAYERS = ["errors", "answers", "config", "store", "models", "meter", "wake", "dream", "quiz", "sleep", "report", "app",
-          "cli"]
+          "serve", "cli"]
 PACKAGE = Path(reverie.__file__).parent
 
 

@@ -19,6 +19,7 @@ from reverie.cli import meter as _meter  # noqa: E402,F401
 from reverie.cli import dream as _dream  # noqa: E402,F401
 from reverie.cli import sleep as _sleep  # noqa: E402,F401
 from reverie.cli import settings_cmd as _settings_cmd  # noqa: E402,F401
+from reverie.cli import serve as _serve  # noqa: E402,F401
 from reverie.cli import demo as _demo  # noqa: E402,F401
 from reverie.cli import report as _report  # noqa: E402,F401
 

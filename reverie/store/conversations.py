@@ -38,3 +38,12 @@ class ConversationsMixin:
             "LEFT JOIN messages m ON m.conversation_id = c.id GROUP BY c.id ORDER BY c.id DESC LIMIT ?",
             (limit,),
         ).fetchall()
+
+    def message_by_meta(self, key: str, value: str):
+        """The latest message whose meta holds `key` = `value`, with `last_ord`, the last ord of its
+        conversation (`reverie serve` finds the conversation a client continues by its thread key)."""
+        return self.conn.execute(
+            "SELECT m.*, (SELECT max(ord) FROM messages WHERE conversation_id = m.conversation_id) AS last_ord "
+            "FROM messages m WHERE json_extract(m.meta, ?) = ? ORDER BY m.id DESC LIMIT 1",
+            ("$." + key, value),
+        ).fetchone()

@@ -27,6 +27,14 @@ def recall_query(text: str) -> str:
     return " ".join(words)
 
 
+def notes_block(hits: list[SearchHit]) -> str:
+    """The recalled chunks as numbered notes to append to a system message ('' for none)."""
+    if not hits:
+        return ""
+    notes = "\n\n".join(f"[{i + 1}] ({h.title}) {h.text.strip()}" for i, h in enumerate(hits))
+    return "\n\nNotes from what you have read (use them if they help):\n" + notes
+
+
 @dataclass
 class ChatTurn:
     answer: str
@@ -50,11 +58,7 @@ class ChatSession:
             self.history = [{"role": r["role"], "content": r["content"]} for r in rows if r["role"] != "system"]
 
     def _system(self, hits: list[SearchHit]) -> str:
-        system = self.settings.wake.system_prompt
-        if hits:
-            notes = "\n\n".join(f"[{i + 1}] ({h.title}) {h.text.strip()}" for i, h in enumerate(hits))
-            system += "\n\nNotes from what you have read (use them if they help):\n" + notes
-        return system
+        return self.settings.wake.system_prompt + notes_block(hits)
 
     def _fit(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[dict[str, str]]:
         """Drop the oldest turns until the prompt fits the model's context."""
