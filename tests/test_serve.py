@@ -376,7 +376,10 @@ def test_a_served_conversation_is_stored_as_reading_and_continued(live, client):
         doc = store.document_by_source(f"serve:conversation/{conv}")
         assert doc["kind"] == "conversation"
         assert f"User: {q1}" in doc["text"] and "User: When does the ferry leave?" in doc["text"]
-        assert store.chunks([doc["id"]])  # chunked: searchable and dreamed over like anything read
+        from reverie.dream.run import resolve_chunks
+
+        chunks = {c["id"] for c in store.chunks([doc["id"]])}
+        assert chunks and chunks <= {c.id for c in resolve_chunks(store, None)}  # what the next night dreams over
 
 
 def test_users_recall_only_their_own_conversations(live, client):
