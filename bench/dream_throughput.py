@@ -11,16 +11,18 @@ Two workloads, each with reverie's engine (reverie.models.engine) and with trans
   are 200-400 tokens (a passage and an instruction); answers 30-200 tokens.
 - `fixed`: `--batch-size` copies of one passage-and-instruction prompt, `--new-tokens` each.
 Only generated tokens count (EOS excluded); the time is wall time of generation alone. Default
-model, float32, CPU; torch threads as torch chooses (2 on the development machine).
+model, float32, CPU; torch threads as torch chooses (2 on the development machine). Prints a JSON
+line per row (all rows also written to --out). `--smoke`: seconds on the tiny model (bench/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
+
+import common  # bench/ is on the path: run as a script
 
 
 def dream_workload(loaded, data: Path, passages: int, budget: int, items_per_batch: int, batch_size: int,
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args(argv)
+    ap.add_argument("--out", type=Path, help="write the rows here, as a JSON list")
+    args = common.parse(ap, argv, lambda d: {"data": d.squad, "passages": 2, "budget": 40, "model": str(d.model),
+                                             "items_per_batch": 8, "batch_size": 8, "new_tokens": 8})
 
     from reverie.config import DreamConfig
     from reverie.models import load_model
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg = DreamConfig()
     ipb = args.items_per_batch or cfg.items_per_batch
     bs = args.batch_size or cfg.batch_size
-    home = args.home or Path(tempfile.mkdtemp(prefix="reverie-bench-"))
+    home = args.home or common.scratch_home()
     loaded = load_model(args.model, home / "models", dtype=args.dtype)
     rows = []
     for workload in args.workloads.split(","):
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 row = fixed_workload(loaded, bs, args.new_tokens, engine)
             rows.append(row)
             print(json.dumps(row), flush=True)
+    if args.out:
+        common.write_json(args.out, rows, echo=False)
     return rows
 
 

@@ -3,6 +3,7 @@
     python bench/meter_speed.py                       # 10,000 synthetic texts (seeded)
     python bench/meter_speed.py --texts FILE.jsonl    # a set of your own (field "text", or .txt lines)
     python bench/meter_speed.py --n 2000 --no-embed   # quicker: the lexical and drift metrics only
+    python bench/meter_speed.py --smoke               # seconds: 40 short texts (bench/common.py)
 
 Times every set metric except the embeddings (issue 3 target: under 20 s together), then the
 embedding pass with all-MiniLM-L6-v2, and sets that against its compute floor: the FLOPs of the
@@ -18,12 +19,12 @@ vocabulary statistics (including a few rare words).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
+import common  # bench/ is on the path: run as a script
 import numpy as np
 
 
@@ -86,7 +87,7 @@ def timed(label: str, fn, timings: dict, cpu: dict | None = None):
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000, help="synthetic texts")
     ap.add_argument("--words", type=int, default=100, help="words per synthetic text")
@@ -96,8 +97,10 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128, help="embedding truncation")
     ap.add_argument("--bf16-check", type=int, default=256, help="texts embedded in bf16 for the comparison (0: none)")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's choice, one per core)")
+    ap.add_argument("--gemm-rows", type=int, default=8192, help="rows of the matmuls timed for the compute floor")
     ap.add_argument("--out", type=Path, default=Path("bench/out/meter_speed.json"))
-    args = ap.parse_args()
+    args = common.parse(ap, argv, lambda d: {"n": 40, "words": 30, "bf16_check": 8, "threads": 1, "gemm_rows": 256,
+                                             "out": d.dir / "meter_speed.json"})
 
     import torch
 
@@ -143,8 +146,9 @@ def main() -> None:
         emb = MiniLMEmbedder(minilm_path(), max_tokens=args.max_tokens)
         cfg = emb.model.config
         inter = cfg.intermediate_size
-        rate = gemm_rate([(8192, cfg.hidden_size, inter), (8192, inter, cfg.hidden_size),
-                          (8192, cfg.hidden_size, cfg.hidden_size), (2048, 2048, 2048)])
+        rows, square = args.gemm_rows, min(2048, args.gemm_rows)
+        rate = gemm_rate([(rows, cfg.hidden_size, inter), (rows, inter, cfg.hidden_size),
+                          (rows, cfg.hidden_size, cfg.hidden_size), (square, square, square)])
         print(f"embeddings (all-MiniLM-L6-v2, float32, oneDNN-fused: {emb.fused}, truncation {args.max_tokens}); "
               f"best fp32 matmul {rate:.0f} GFLOP/s")
         emb_t: dict = {}
@@ -190,8 +194,7 @@ def main() -> None:
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average at start {report['load_average_at_start']}, at end {report['load_average_at_end']}")
     report["metrics"] = metrics
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    common.write_json(args.out, report, indent=2, echo=False)
     print(f"wrote {args.out}")
 
 

@@ -34,6 +34,8 @@ measured by each, with the same seed and figures):
     python bench/nights.py ... --arms reverie --threads 1 --work /tmp/nights-r &
     python bench/nights.py ... --arms naive accumulate --threads 1 --work /tmp/nights-n
     python bench/nights.py --merge /tmp/nights-r /tmp/nights-n --out nights.json --report nights.html
+
+`--smoke`: seconds, two nights of two made-up passages on the tiny model (bench/common.py).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ import random
 import sys
 import time
 from pathlib import Path
+
+import common  # bench/ is on the path: run as a script
 
 ARMS = ("naive", "accumulate", "reverie")
 
@@ -70,7 +74,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, help="folder for the arms' state (resumable)")
     ap.add_argument("--out", type=Path, help="write the JSON figures here (default: WORK/nights.json)")
     ap.add_argument("--report", type=Path, help="write the study's HTML page here")
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv, lambda d: {
+        "data": d.squad, "wikitext": d.wikitext, "wildchat": d.wildchat, "work": common.scratch_home("nights-"),
+        "nights": 2, "per_night": 2, "budget": 40, "samples": 2, "prompts": 2, "probe_n": 2, "ppl_tokens": 128,
+        "report": d.dir / "nights.html"})
     if args.merge:
         return merge(args.merge, args.out, args.report)
     if not (args.data and args.wikitext and args.wildchat and args.work):

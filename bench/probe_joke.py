@@ -2,6 +2,7 @@
 
     python bench/probe_joke.py                          # -n 50 at temperature 1.0, 0.7 and greedy
     python bench/probe_joke.py --n 20 --prompt "Write a haiku about rain"
+    python bench/probe_joke.py --smoke                  # seconds: -n 3 on the tiny model (bench/common.py)
 
 Runs the real command, once per setting, in a reverie home under bench/out/ (the default model is
 converted there once, about half a minute):
@@ -24,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import common  # bench/ is on the path: run as a script
+
 
 def run_probe(home: Path, seed: int, prompt: str, n: int, setting: list[str], model: str | None) -> dict:
     cmd = ["--home", str(home), "--seed", str(seed)]
@@ -37,7 +40,7 @@ def run_probe(home: Path, seed: int, prompt: str, n: int, setting: list[str], mo
     return json.loads(done.stdout)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompt", default="Tell me a joke")
     ap.add_argument("--n", type=int, default=50)
@@ -45,7 +48,7 @@ def main() -> None:
     ap.add_argument("--model", help="model spec (default: the configured default model)")
     ap.add_argument("--home", type=Path, default=Path("bench/out/home"))
     ap.add_argument("--out", type=Path, default=Path("bench/out/probe_joke.json"))
-    args = ap.parse_args()
+    args = common.parse(ap, argv, lambda d: {"n": 3, "home": d.dir / "probe-home", "out": d.dir / "probe_joke.json"})
 
     settings = {"temperature 1.0": ["--temperature", "1.0"], "temperature 0.7": ["--temperature", "0.7"],
                 "greedy": ["--greedy"]}
@@ -67,8 +70,7 @@ def main() -> None:
     for name, r in results.items():
         p = r["prompts"][0]
         print(f"- {name}: {' '.join(p['examples'][0].split())[:160]!r}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    common.write_json(args.out, results, indent=2, echo=False)
     print(f"\nwrote {args.out}")
 
 

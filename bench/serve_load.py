@@ -9,19 +9,21 @@ its own seed and `store: false` (a stored answer would be recalled into the next
 the two runs differ). Reports per request the time to the first content token and to the last,
 p50 and p95 of both, and the aggregate generated tokens/s; and checks that every concurrent
 stream is exactly the text the same request got alone (reverie's engine draws each row from its
-own random stream, so batching must not change a word).
+own random stream, so batching must not change a word). Prints the figures as JSON (also written to
+--out). `--smoke`: seconds, 3 clients on the tiny model (bench/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import socket
 import sys
 import threading
 import time
 from pathlib import Path
+
+import common  # bench/ is on the path: run as a script
 
 QUESTIONS = [
     "What is the capital of France?", "Why is the sky blue?", "Tell me a joke.", "How do plants make food?",
@@ -79,7 +81,7 @@ async def drive(url: str, clients: int, max_tokens: int) -> dict:
             "streams_identical": f"{same}/{clients}"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--max-tokens", type=int, default=32)
@@ -87,16 +89,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="model.threads (torch threads); default torch's")
     ap.add_argument("--models", type=Path, default=None, help="a folder of converted models to reuse")
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-
-    import tempfile
+    args = common.parse(ap, argv, lambda d: {"clients": 3, "max_tokens": 4, "batch_size": 4, "threads": 1})
 
     import uvicorn
 
     from reverie.config import load_settings
     from reverie.serve.app import create_app
 
-    home = Path(tempfile.mkdtemp(prefix="reverie-serve-bench-"))
+    home = common.scratch_home("reverie-serve-bench-")
     if args.models:
         (home / "models").symlink_to(args.models.resolve())  # the default model converted once, reused
     queue = max(0, args.clients - args.batch_size) + 8
@@ -123,10 +123,7 @@ def main() -> None:
     result |= {"clients": args.clients, "max_tokens": args.max_tokens, "batch_size": args.batch_size,
                "threads": torch.get_num_threads(),
                "model": app.state.service.identity}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+    common.write_json(args.out, result)
 
 
 if __name__ == "__main__":

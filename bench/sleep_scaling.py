@@ -11,6 +11,7 @@ row's time is the teacher's targets + training + quiz (add the original night's 
 teacher-answer seconds for a whole night's).
 
 Prints a JSON summary (also written to --out) and, with --markdown, a BENCHMARKS.md table.
+`--smoke`: seconds, one scale on a tiny-model night (bench/common.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+import common  # bench/ is on the path: run as a script
+from common import protocol_overrides, throttled_progress
 
 
 def rewind(home: Path, scale: float) -> float:
@@ -53,15 +57,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--keep", action="store_true", help="keep the copied homes (printed)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--markdown", action="store_true")
-    args = ap.parse_args(argv)
+    # its own smoke home: rewind() removes the adapter folders the copied store names, the original's
+    args = common.parse(ap, argv, lambda d: {"home": common.smoke_night_home("scaling-home"), "scale": [2.0]})
 
     from reverie.app import Reverie
     from reverie.config import load_settings
     from reverie.store import Store
-
-    here = Path(__file__).resolve().parent
-    sys.path.insert(0, str(here))
-    from sleep_seal import protocol_overrides, throttled_progress
 
     src = Store.open(args.home / "reverie.db")
     original = src.night(1)
@@ -79,8 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         overrides = protocol_overrides(Path(wikitext) if wikitext else None)
         if args.threads:
             overrides["model"] = {"threads": args.threads}
-        rv = Reverie.from_settings(load_settings(home=home, overrides=overrides),
-                                   log=lambda m: print(m, file=sys.stderr))
+        rv = Reverie.from_settings(load_settings(home=home, overrides=overrides), log=common.log)
         print(f"scale {scale:g}: epochs {epochs:g} in {home}", file=sys.stderr)
         result = rv.sleep(quiz_file=home / "quiz.jsonl", progress=throttled_progress(30))
         night = rv.store.night(result.night_id)
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     out = {"home": str(args.home), "load_average": os.getloadavg(), "rows": rows}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    common.write_json(args.out, out)
     if args.markdown:
         print(markdown(out))
     return out

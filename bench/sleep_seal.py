@@ -20,7 +20,8 @@
 
 Prints a JSON summary (also written to --out) and, with --markdown, a BENCHMARKS.md table.
 Settings can be changed with REVERIE_* environment variables: the previous recipe is
-REVERIE_SLEEP__OBJECTIVE=sft REVERIE_SLEEP__EPOCHS=2.5.
+REVERIE_SLEEP__OBJECTIVE=sft REVERIE_SLEEP__EPOCHS=2.5. `--smoke`: seconds, 3 made-up passages on the
+tiny model (bench/common.py).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+import common  # bench/ is on the path: run as a script
+from common import protocol_overrides, throttled_progress
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "baseline): report it and run only the baseline")
     ap.add_argument("--out", type=Path, help="write the JSON summary here")
     ap.add_argument("--markdown", action="store_true")
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv, lambda d: {"data": d.squad, "passages": 3, "budget": 40, "wikitext": d.wikitext,
+                                             "wildchat": d.wildchat})
 
     from reverie.app import Reverie
     from reverie.config import load_settings
@@ -62,14 +66,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         distill.wordings = lambda question, *rest: [question]
 
-    home = args.home or Path(tempfile.mkdtemp(prefix="reverie-seal-"))
+    home = args.home or common.scratch_home("reverie-seal-")
     passages = json.loads(args.data.read_text(encoding="utf-8"))[: args.passages]
-    docs = home / "passages"
-    docs.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(passages):
-        (docs / f"{i:03d}.md").write_text(f"# {p['title']}\n\n{p['context']}\n", encoding="utf-8")
-    quiz = home / "quiz.jsonl"  # outside `docs`: never read, never dreamed about
-    quiz.write_text("".join(json.dumps(q) + "\n" for p in passages for q in p["questions"]), encoding="utf-8")
+    docs, quiz = common.seal_home(home, passages)  # quiz.jsonl outside `docs`: never read, never dreamed about
     if args.models:
         (home / "models").mkdir(exist_ok=True)
         for m in args.models.iterdir():
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         overrides["model"] = {"threads": args.threads}
     settings = load_settings(home=home, overrides=overrides)
-    rv = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr))
+    rv = Reverie.from_settings(settings, log=common.log)
     finished = rv.store.last_finished_night() if args.reuse_night else None
     if args.reuse_night and finished is None:
         sys.exit(f"error: {home} holds no finished night to reuse")
@@ -119,10 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_baseline:
         out["raw_passages"], out["raw_passages_shrunk"] = raw_baseline(
             rv, passages, night["tokens"]["trained"], quiz, args.wikitext)
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    common.write_json(args.out, out)
     if args.markdown:
         print(markdown(out))
     return out
@@ -145,13 +141,6 @@ def open_book(rv, loaded, passages) -> dict:
             "accuracy": sum(contained(a, g) for a, (_, g) in zip(said, asked, strict=True)) / len(asked),
             "f1": sum(token_f1(a, g) for a, (_, g) in zip(said, asked, strict=True)) / len(asked),
             "seconds": time.perf_counter() - t0}
-
-
-def protocol_overrides(wikitext: Path | None) -> dict:
-    """The settings every SEAL night runs with: all questions quizzed, perplexity on `wikitext`,
-    the joke probe, no naive dream baseline (it costs time and the night does not use it)."""
-    return {"dream": {"baseline": False},
-            "quiz": {"general_text": str(wikitext) if wikitext else None, "max_questions": 100000}}
 
 
 def open_prompts(rv, loaded, adapter: str | None, wildchat: Path) -> dict:
@@ -182,18 +171,6 @@ def open_prompts(rv, loaded, adapter: str | None, wildchat: Path) -> dict:
                               "examples": [p.answers[0] for p in res.prompts[:3]]}
         out[name or "base"] = row
     return out
-
-
-def throttled_progress(every: float):
-    """A night's progress callback that prints at most one line every `every` seconds."""
-    last = {"t": 0.0}
-
-    def progress(phase, info):
-        if time.perf_counter() - last["t"] > every:
-            last["t"] = time.perf_counter()
-            print(phase, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()}, file=sys.stderr)
-
-    return progress
 
 
 def raw_baseline(rv, passages, tokens: int, quiz: Path, wikitext: Path | None) -> tuple[dict, dict]:

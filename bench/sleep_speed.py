@@ -14,7 +14,8 @@ per batch (reverie.sleep.train.shared_prefix), and with that and the base model'
 computed once before training (reverie.sleep.train.base_targets, `sleep.kl_top_k`; its time is
 counted, and reported apart: it is paid once a night, the base passes it saves once an epoch).
 Tokens are the examples' real tokens, prefix included, so the ratio of two rates is a speed-up. The first loss of every run should agree to float rounding; with the cached targets
-the KL is the top-k one, so later losses differ a little.
+the KL is the top-k one, so later losses differ a little. Prints the figures as JSON (also written
+to --out). `--smoke`: seconds, 3 steps on the tiny model (bench/common.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import common  # bench/ is on the path: run as a script
+
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,18 +37,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--general", type=Path, help="general text: 0.3 slices per pair, with KL (as self-replay)")
     ap.add_argument("--models", type=Path, help="reuse this folder of converted models")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv, lambda d: {"data": d.squad, "passages": 2, "steps": 3, "general": d.wikitext})
 
     import torch
-    from common import cloze_pairs, scratch_base  # bench/ is on the path: run as a script
 
     from reverie.models import lora
     from reverie.sleep import train as training
     from reverie.sleep.data import Example, batches, encode, general_examples
 
     passages = json.loads(args.data.read_text(encoding="utf-8"))[: args.passages]
-    data = [t for p in passages for t in cloze_pairs(p["context"])]
-    home, settings, loaded = scratch_base(args.models, prefix="reverie-speed-")
+    data = [t for p in passages for t in common.cloze_pairs(p["context"])]
+    home, settings, loaded = common.scratch_base(args.models, prefix="reverie-speed-")
     tok, cfg = loaded.tokenizer, settings.sleep
     examples = [Example(answer, question, "new") for question, answer in data]
     if args.general:
@@ -84,9 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
               "threads": torch.get_num_threads(), "runs": runs,
               "speedup": {m: round(r["tokens_per_second"] / runs[modes[0][0]]["tokens_per_second"], 2)
                           for m, r in runs.items()}}
-    print(json.dumps(report))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    common.write_json(args.out, report)
     return report
 
 

@@ -1,6 +1,6 @@
-"""Benchmark diagnostic: is a night's adapter short of memorising, or short of transferring?
+"""Diagnostic: is a night's adapter short of memorising, or short of transferring?
 
-    python bench/recall_split.py --home /tmp/seal50r --adapter night-1 --strengths 1.0,0.8
+    python bench/diag/recall_split.py --home /tmp/seal50r --adapter night-1 --strengths 1.0,0.8
 
 The SEAL quiz asks SQuAD's questions; a night trains on cloze pairs cut from the same passages.
 A wrong quiz answer has two possible causes: the fact never stuck (the model cannot say it
@@ -18,7 +18,7 @@ night's quiz settings (greedy, `quiz.max_new_tokens`, closed book):
 For the base model (strength 0) and each `--strengths` entry, relative to the adapter's full
 update (a kept adapter is saved shrunk to the gate's strength; 1.0 undoes that). Prints a JSON
 object (also written to --out). The quiz file defaults to the home's quiz.jsonl, which
-bench/sleep_seal.py writes.
+bench/sleep_seal.py writes. `--smoke`: seconds, on a tiny-model night (bench/common.py).
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ import random
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for common
+import common  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quiz", type=Path, help="JSONL of question/answer (default: HOME/quiz.jsonl)")
     ap.add_argument("--pairs", type=int, default=0, help="ask a random sample of this many trained pairs (0: all)")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv, lambda d: {"home": common.smoke_night_home(), "adapter": "night-1", "pairs": 4})
     if not (args.home / "reverie.db").is_file():
         sys.exit(f"error: {args.home} is not a reverie home (no reverie.db)")
     try:
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.quiz.run import Measure
     from reverie.sleep import records
 
-    rv = Reverie.from_settings(load_settings(home=args.home), log=lambda m: print(m, file=sys.stderr))
+    rv = Reverie.from_settings(load_settings(home=args.home), log=common.log)
     row = rv.store.adapter(args.adapter)
     if row is None:
         sys.exit(f"error: no adapter {args.adapter} in {args.home}")
@@ -111,9 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(rows[-1]), file=sys.stderr)
     result = {"home": str(args.home), "adapter": args.adapter, "trained_pairs": len(trained),
               "questions": len(questions), "covered": sum(covered), "rows": rows}
-    print(json.dumps(result, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    common.write_json(args.out, result)
     return result
 
 

@@ -1,6 +1,6 @@
-"""Benchmark helper: train another night on the stored dreams of an earlier SEAL home (no dreaming).
+"""Diagnostic: train another night on the stored dreams of an earlier SEAL home (no dreaming).
 
-    python bench/sleep_rerun.py --from /tmp/seal50 --to /tmp/rerun1 \
+    python bench/diag/sleep_rerun.py --from /tmp/seal50 --to /tmp/rerun1 \
         --wikitext ../shared/data/wikitext2_valid.txt --set sleep.lr=1e-3 --set sleep.epochs=2 \
         --drop-generator restate
 
@@ -8,7 +8,8 @@ Dreaming is the slow part of a night and is not what a training ablation varies:
 store of a home made by bench/sleep_seal.py (its models, passages and quiz are linked, not copied),
 optionally marks whole generators' dreams as dropped, and runs `Reverie.sleep` there with the
 given settings. The earlier night is finished, so nothing new was read and the night trains on
-the pending dreams. Prints the night's figures as JSON (also written to --out).
+the pending dreams. Prints the night's figures as JSON (also written to --out). `--smoke`: seconds,
+on a tiny-model night (bench/common.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import shutil
 import sqlite3
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for common
+import common  # noqa: E402
+from common import protocol_overrides, throttled_progress  # noqa: E402
 
 
 def _setting(text: str) -> tuple[list[str], object]:
@@ -39,9 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--set", action="append", default=[], help="a setting, e.g. sleep.lr=1e-3 (repeatable)")
     ap.add_argument("--drop-generator", action="append", default=[], help="leave this generator's dreams out")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-
-    from sleep_seal import protocol_overrides, throttled_progress  # bench/ is on the path: run as a script
+    args = common.parse(ap, argv, lambda d: {"source": common.smoke_night_home(), "to": d.dir / "rerun-home",
+                                             "wikitext": d.wikitext})
 
     from reverie.app import Reverie
     from reverie.config import load_settings
@@ -63,15 +67,12 @@ def main(argv: list[str] | None = None) -> dict:
             node = node.setdefault(part, {})
         node[path[-1]] = value
     settings = load_settings(home=args.to, overrides=overrides)
-    rv = Reverie.from_settings(settings, log=lambda m: print(m, file=sys.stderr))
+    rv = Reverie.from_settings(settings, log=common.log)
     night = rv.sleep(quiz_file=args.to / "quiz.jsonl", progress=throttled_progress(60))
     out = {"from": str(args.source), "settings": args.set, "dropped_generators": args.drop_generator,
            "status": night.status, "timings": night.timings, "tokens": night.tokens,
            "base": night.figures["base"], "sleep": night.figures["candidate"]}
-    text = json.dumps(out, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    common.write_json(args.out, out)
     return out
 
 

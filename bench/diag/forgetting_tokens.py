@@ -1,6 +1,6 @@
-"""Benchmark diagnostic: where on the general text does a night's adapter lose log-probability?
+"""Diagnostic: where on the general text does a night's adapter lose log-probability?
 
-    python bench/forgetting_tokens.py --home /tmp/seal50m --adapter night-1 \
+    python bench/diag/forgetting_tokens.py --home /tmp/seal50m --adapter night-1 \
         --wikitext ../shared/data/wikitext2_valid.txt --strength 1.0
 
 The gate's forgetting figure is one number: perplexity on the first `quiz.perplexity_tokens`
@@ -11,16 +11,19 @@ now predicts worse), the tokens whose predicted probability grew most (where the
 and the mean rise by position in the window (a rise that grows with position is lost in-context
 behaviour, not lost facts). `--strength` is relative to the adapter's full update: a kept
 adapter is saved already shrunk to the strength the gate chose, and 1.0 here undoes that.
-Prints a JSON object (also written to --out).
+Prints a JSON object (also written to --out). `--smoke`: seconds, on a tiny-model night
+(bench/common.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for common
+import common  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--strength", type=float, default=1.0, help="of the adapter's full (unshrunk) update")
     ap.add_argument("--top", type=int, default=15, help="tokens listed per table")
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    args = common.parse(ap, argv, lambda d: {"home": common.smoke_night_home(), "adapter": "night-1",
+                                             "wikitext": d.wikitext, "top": 3})
     if not (args.home / "reverie.db").is_file():
         sys.exit(f"error: {args.home} is not a reverie home (no reverie.db)")
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.models import lora
     from reverie.quiz.run import WINDOW, general_windows
 
-    rv = Reverie.from_settings(load_settings(home=args.home), log=lambda m: print(m, file=sys.stderr))
+    rv = Reverie.from_settings(load_settings(home=args.home), log=common.log)
     row = rv.store.adapter(args.adapter)
     if row is None:
         sys.exit(f"error: no adapter {args.adapter} in {args.home}")
@@ -90,9 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
                       for v, i in zip(grew.values.tolist(), grew.indices.tolist(), strict=True)],
         "mean_rise_by_window_quarter": [round(sum(v) / len(v), 4) for _, v in sorted(by_position.items())],
     }
-    print(json.dumps(result, indent=1, ensure_ascii=False))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    common.write_json(args.out, result)
     return result
 
 
