@@ -102,18 +102,34 @@ class Reverie:
         return self.chat_session().ask(prompt, **sampling)
 
     # -- dream ----------------------------------------------------------------------------------
-    def dream(self, budget=None, generators=None, docs=None, fresh=False, progress=None):
+    def dream(self, budget=None, generators=None, docs=None, fresh=False, progress=None, user_id=None):
         """Diverse, grounded synthetic text about what was read; see `reverie.dream.run`."""
         from reverie.dream import run_dream
 
-        return run_dream(self, budget=budget, generators=generators, docs=docs, fresh=fresh, progress=progress)
+        return run_dream(self, budget=budget, generators=generators, docs=docs, fresh=fresh, progress=progress,
+                         user_id=user_id)
 
     # -- sleep ----------------------------------------------------------------------------------
-    def sleep(self, budget=None, quiz_file=None, progress=None):
-        """One night: dream, train a LoRA adapter, quiz and gate it; see `reverie.sleep.night`."""
+    def sleep(self, budget=None, quiz_file=None, progress=None, user: str | None = None):
+        """One night: dream, train a LoRA adapter, quiz and gate it; see `reverie.sleep.night`.
+        `user`: that user's night (the shared reading and their own conversations and documents)."""
         from reverie.sleep import run_night
 
-        return run_night(self, budget=budget, quiz_file=quiz_file, progress=progress)
+        user_id = self.store.user(user)["id"] if user else None
+        return run_night(self, budget=budget, quiz_file=quiz_file, progress=progress, user_id=user_id)
+
+    def forget(self, source: str | None = None, conversation: int | None = None, user: str | None = None):
+        """Delete a document, a conversation or a user, and every adapter that learned from it; see
+        `reverie.sleep.forget`."""
+        from reverie.sleep.forget import forget
+
+        return forget(self.store, self.settings.home, source=source, conversation=conversation, user=user)
+
+    def export(self, user: str):
+        """Everything kept about `user`, as JSON-ready dicts (one per JSONL line); see `reverie.store.export`."""
+        from reverie.store.export import export_user
+
+        return export_user(self.store, user)
 
     def quiz(self, adapters=(), quiz_file=None, general_text=None, progress=None):
         """Closed-book quiz, perplexity and probe of the base model, the adapter in use and `adapters`."""

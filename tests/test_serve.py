@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from reverie.config import load_settings  # noqa: E402
 from reverie.serve.app import create_app  # noqa: E402
-from reverie.serve.memory import source_owner  # noqa: E402
 from reverie.serve.scheduler import Job, Scheduler, _Detokenizer  # noqa: E402
 from reverie.store import Store  # noqa: E402
 from reverie.store.documents import ChunkSpan  # noqa: E402
@@ -382,12 +381,14 @@ def test_a_served_conversation_is_stored_as_reading_and_continued(live, client):
         assert chunks and chunks <= {c.id for c in resolve_chunks(store, None)}  # what the next night dreams over
 
 
-def test_users_recall_only_their_own_conversations(live, client):
+def test_the_user_field_is_recorded_not_trusted(live, client):
+    """Callers are told apart by their tokens (tests/test_users.py); `user` is the client's claim."""
     ask(client, "My locker code is zebra quartz.", user="alice", max_tokens=3)
-    mine = ask(client, "What is my zebra quartz code?", user="alice", max_tokens=3).model_extra["citations"]
-    theirs = ask(client, "What is my zebra quartz code?", user="bob", max_tokens=3).model_extra["citations"]
-    assert any(source_owner(c["source"]) and source_owner(c["source"])[0] == "alice" for c in mine)
-    assert not any(source_owner(c["source"]) for c in theirs)
+    [turn] = stored(live, "My locker code is zebra quartz.")
+    assert json.loads(turn["meta"])["user"] == "alice"
+    with live.store() as store:
+        assert store.conn.execute("SELECT user_id FROM conversations WHERE id = ?",
+                                  (turn["conversation_id"],)).fetchone()[0] is None  # the owner's
 
 
 def test_a_named_adapter_answers_and_reverie_follows_the_one_in_use(live, client, tiny):
@@ -515,19 +516,29 @@ def test_reverie_serve_runs_end_to_end_and_a_kill_loses_no_finished_exchange(tmp
         return proc, openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
 
     proc, c = start()
+    finished: dict[str, str] = {}  # question -> the answer the client received whole
     try:
         r = c.chat.completions.create(model="reverie", messages=[{"role": "user", "content": "hello there"}])
         assert r.choices[0].finish_reason in ("stop", "length")
-        streams = [ask(c, f"killed mid-stream {i}", stream=True, max_tokens=900, temperature=0) for i in range(3)]
-        for stream in streams:
-            next(iter(stream))
+        finished["hello there"] = r.choices[0].message.content
+        # 10 streams at once: the even ones are short and read to their end, the odd ones are cut by the kill
+        questions = [f"finished before the kill {i}" if i % 2 == 0 else f"killed mid-stream {i}" for i in range(10)]
+        streams = [ask(c, q, stream=True, max_tokens=3 if i % 2 == 0 else 900, temperature=0)
+                   for i, q in enumerate(questions)]
+        for i, (q, stream) in enumerate(zip(questions, streams, strict=True)):
+            if i % 2 == 0:
+                finished[q] = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+            else:
+                next(iter(stream))
     finally:
         proc.kill()  # SIGKILL: no shutdown, no flush
         proc.communicate(timeout=60)
     with Store.open(tmp_path / "home" / "reverie.db") as store:
         assert store.integrity_ok()
         convs = {cv["title"]: cv["id"] for cv in store.conversations()}
-        assert [m["role"] for m in store.messages(convs["hello there"])] == ["user", "assistant"]
+        assert len(convs) == 11
+        for q, answer in finished.items():  # no finished exchange is lost
+            assert [(m["role"], m["content"]) for m in store.messages(convs[q])] == [("user", q), ("assistant", answer)]
         for title, conv in convs.items():  # a stream cut by the kill: its question, and no answer
             if title.startswith("killed"):
                 assert [m["role"] for m in store.messages(conv)] == ["user"]

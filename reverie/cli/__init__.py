@@ -22,6 +22,7 @@ from reverie.cli import settings_cmd as _settings_cmd  # noqa: E402,F401
 from reverie.cli import serve as _serve  # noqa: E402,F401
 from reverie.cli import demo as _demo  # noqa: E402,F401
 from reverie.cli import report as _report  # noqa: E402,F401
+from reverie.cli import users as _users  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

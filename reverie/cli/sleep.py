@@ -54,6 +54,9 @@ def sleep_cmd(
     quiz: Path | None = typer.Option(
         None, "--quiz", help="JSONL of question/answer (default: quiz.file, else questions held out from the dreams)."
     ),
+    user: str | None = typer.Option(
+        None, "--user", help="A user's night: the shared reading and their own conversations, into their adapter."
+    ),
 ) -> None:
     """One night: dream over what was read, train a LoRA adapter on the dreams, quiz it, and keep
     it only if the model learned without forgetting or collapsing."""
@@ -82,7 +85,7 @@ def sleep_cmd(
                 tasks[key] = bar.add_task(key, total=total, info="")
             bar.update(tasks[key], completed=done, info=text)
 
-        result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress)
+        result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress, user=user)
     if result.resumed:
         notice(f"night {result.night_id} was resumed from where it stopped")
     figs = result.figures
@@ -109,7 +112,8 @@ def sleep_cmd(
         highlight=False,
     )
     if result.status == "kept":
-        console.print(f"kept: {escape(result.adapter)} is now in use", highlight=False)
+        console.print(f"kept: {escape(result.adapter)} is now in use" + (f" for {escape(user)}" if user else ""),
+                      highlight=False)
     else:
         console.print(
             f"rejected: {escape(result.adapter)} rolled back; its dreams stay for a later night", highlight=False

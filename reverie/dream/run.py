@@ -73,18 +73,31 @@ class DreamResult:
 
 
 # -- choosing what to dream about ----------------------------------------------------------------
-def resolve_chunks(store, docs: str | None) -> list[Chunk]:
-    """docs: None (read since the last night), 'all', or comma-separated document ids."""
+def since_last_night(store, user_id: int | None = None) -> list[Chunk]:
+    """The chunks of what the owner (None) or a user may recall that were read since their last
+    night. A user's night leaves out chunks already dreamt about: the shared reading is dreamt
+    once, and every night that may recall it learns those dreams (reverie.store.users)."""
+    night = store.last_finished_night(user_id)
+    ids = [r["id"] for r in store.documents(since=night["started_at"] if night else None, user_id=user_id)]
+    chunks = [Chunk(r["id"], r["document_id"], r["text"]) for r in store.chunks(ids)] if ids else []
+    if user_id is not None:
+        dreamt = store.dreamt_chunk_ids([c.id for c in chunks])
+        chunks = [c for c in chunks if c.id not in dreamt]
+    return chunks
+
+
+def resolve_chunks(store, docs: str | None, user_id: int | None = None) -> list[Chunk]:
+    """docs: None (read since the last night, `since_last_night`), 'all' (everything the owner or
+    user `user_id` may recall), or comma-separated document ids."""
     if not store.documents():
         raise ReverieError("nothing read yet: run `reverie read PATH` first")
     if docs is None:
-        night = store.last_finished_night()
-        rows = store.documents(since=night["started_at"] if night else None)
-        if not rows:
+        chunks = since_last_night(store, user_id)
+        if not chunks:
             raise ReverieError("nothing read since the last night; read something new or pass --docs all")
-        ids = [r["id"] for r in rows]
+        return chunks
     elif docs.strip() == "all":
-        ids = [r["id"] for r in store.documents()]
+        ids = [r["id"] for r in store.documents(user_id=user_id)]
     else:
         try:
             ids = [int(x) for x in docs.split(",") if x.strip()]
@@ -279,16 +292,18 @@ def run_dream(
     docs: str | None = None,
     fresh: bool = False,
     backend: Backend | None = None,
+    user_id: int | None = None,
     progress: Progress | None = None,
 ) -> DreamResult:
-    """Dream about what was read; see the module docstring. `rv` is a reverie.app.Reverie."""
+    """Dream about what was read (by default, what the owner, or user `user_id`, may recall);
+    see the module docstring. `rv` is a reverie.app.Reverie."""
     cfg: DreamConfig = rv.settings.dream
     budget = cfg.budget if budget is None else budget
     if budget <= 0:
         raise ReverieError(f"the budget must be a positive number of tokens, not {budget}")
     names = check_generators(cfg.generators if generators is None else generators)
     store = rv.store
-    chunks = resolve_chunks(store, docs)
+    chunks = resolve_chunks(store, docs, user_id)
     run, resumed = _open_run(store, budget, names, chunks, cfg, rv.settings.generation.seed, fresh)
     run_id, seed = run["id"], run["seed"]
     if resumed:

@@ -89,11 +89,14 @@ def read_meta(path: Path | str) -> dict:
     return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
 
 
-def registered(store, name: str, base_identity: str):
-    """The store's row for adapter `name`, refused when it belongs to another base model."""
+def registered(store, name: str, base_identity: str, user_id: int | None = None):
+    """The store's row for adapter `name` of the owner (or of user `user_id`), refused when it
+    belongs to another base model or was forgotten."""
     row = store.adapter(name)
-    if row is None:
+    if row is None or row["user_id"] != user_id:
         raise ReverieError(f"no adapter {name!r} (see `reverie adapters`)")
+    if row["verdict"] == "forgotten":
+        raise ReverieError(f"the adapter {row['name']} was forgotten (`reverie forget`): its files are deleted")
     if row["base_model"] != base_identity:
         raise ReverieError(
             f"the adapter {row['name']} was trained for the base model {row['base_model']}, not {base_identity}"

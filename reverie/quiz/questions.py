@@ -74,15 +74,17 @@ def same_question(a: Question, b: Question) -> bool:
 
 
 def held_out_questions(store, night_id: int | None = None, before: int | None = None) -> list[Question]:
-    """The held-out quiz questions of one night, of the nights before `before`, or of every night."""
+    """The held-out quiz questions of one night, of the nights before `before` that belong to the
+    same owner or user (what its retention is measured on), or of every night."""
     sql = "SELECT d.text FROM night_dreams n JOIN dreams d ON d.id = n.dream_id WHERE n.role = 'quiz'"
     args: tuple = ()
     if night_id is not None:
         sql += " AND n.night_id = ?"
         args = (night_id,)
     if before is not None:
-        sql += " AND n.night_id < ?"
-        args += (before,)
+        sql += (" AND n.night_id < ? AND (SELECT user_id FROM nights WHERE id = n.night_id) IS "
+                "(SELECT user_id FROM nights WHERE id = ?)")
+        args += (before, before)
     rows = store.conn.execute(sql + " ORDER BY d.id", args).fetchall()
     questions = [dream_question(r["text"]) for r in rows]
     return [q for q in questions if q is not None]

@@ -8,7 +8,8 @@ Threads: the event loop only parses, waits and writes frames. One model thread (
 write and every prompt encoding; one more thread runs the sentence embedder. The loop hands
 work to them and awaits it, so a slow store never stalls a stream.
 
-Order of a chat request: validate the body -> resolve `model` and build the prompt with recall
+Order of a chat request: who calls (reverie.serve.auth; 401 before anything else) -> validate
+the body -> resolve `model` for that caller and build the prompt with what they may recall
 (store thread) -> submit its jobs (429 when the queue is full: nothing was stored) -> store the
 user's turn -> stream or collect the answers -> store the answer and the conversation's
 document -> send the last frame. A client that goes away cancels its rows; what it had been
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import logging
 import sqlite3
 import threading
@@ -32,12 +32,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from reverie.serve import is_loopback
+from reverie.serve.auth import Access, Caller
 from reverie.serve.memory import BASE, CURRENT, Memory, Prepared
 from reverie.serve.protocol import (
     DONE,
     ApiError,
     ChatRequest,
     CompletionRequest,
+    DocumentRequest,
     EmbeddingRequest,
     error_body,
     frame,
@@ -56,8 +59,9 @@ RETRY_AFTER = "1"
 class Service:
     """The server's state: loading status, the model's scheduler, the store thread, the embedder."""
 
-    def __init__(self, settings, log_line=None, on_failure=None):
+    def __init__(self, settings, log_line=None, on_failure=None, no_auth: bool = False):
         self.settings = settings
+        self.access = Access(settings, open_without_keys=is_loopback(settings.serve.host), no_auth=no_auth)
         self.say = log_line or (lambda msg: None)
         self.on_failure = on_failure
         self.status, self.error = "loading", None
@@ -103,6 +107,7 @@ class Service:
             self.scheduler.close()
         if self.memory is not None:
             self.store_thread.submit(self.memory.close)
+        self.store_thread.submit(self.access.close)
         self.store_thread.shutdown(wait=True)  # pending writes (answers, documents) finish first
         self.embed_thread.shutdown(wait=True)
 
@@ -184,9 +189,10 @@ class _Channel:
         fn()
 
 
-def create_app(settings, log_line=None, on_failure=None, autoload: bool = True):
-    """The application. `autoload=False` leaves the model unloaded (call `app.state.service.load()`)."""
-    service = Service(settings, log_line, on_failure)
+def create_app(settings, log_line=None, on_failure=None, autoload: bool = True, no_auth: bool = False):
+    """The application. `autoload=False` leaves the model unloaded (call `app.state.service.load()`);
+    `no_auth`: every caller is the owner (reverie.serve.auth)."""
+    service = Service(settings, log_line, on_failure, no_auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -220,22 +226,13 @@ def create_app(settings, log_line=None, on_failure=None, autoload: bool = True):
         return JSONResponse(error_body(f"internal error ({type(exc).__name__}); see the server's log", "server_error"),
                             status_code=500)
 
-    def authorise(request: Request) -> None:
-        secret = settings.serve.api_key
-        key = secret.get_secret_value() if secret is not None else ""
-        if not key:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <key>'", code="invalid_api_key")
-        if not hmac.compare_digest(token.strip().encode(), key.encode()):
-            raise ApiError(401, "wrong API key", code="invalid_api_key")
+    async def authorise(request: Request) -> Caller:
+        return await service.on_store(service.access.caller, request.headers.get("authorization"))
 
-    async def body_of(request: Request, schema):
-        authorise(request)
+    async def body_of(request: Request, schema) -> tuple[Caller, object]:
+        caller = await authorise(request)
         service.ready()
-        return parse(await request.body(), schema)
+        return caller, parse(await request.body(), schema)
 
     # -- routes ----------------------------------------------------------------------------------
     @app.get("/health")
@@ -249,42 +246,54 @@ def create_app(settings, log_line=None, on_failure=None, autoload: bool = True):
 
     @app.get("/v1/models")
     async def models(request: Request):
-        authorise(request)
+        caller = await authorise(request)
         service.ready()
-        return {"object": "list", "data": await service.on_store(_model_list, service)}
+        return {"object": "list", "data": await service.on_store(_model_list, service, caller)}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request):
-        authorise(request)
+        caller = await authorise(request)
         service.ready()
-        for m in await service.on_store(_model_list, service):
+        for m in await service.on_store(_model_list, service, caller):
             if m["id"] == model_id:
                 return m
         raise ApiError(404, f"no model {model_id!r}", param="model", code="model_not_found")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        req = await body_of(request, ChatRequest)
+        caller, req = await body_of(request, ChatRequest)
         keep = settings.serve.store and req.store is not False
 
         def prepare():
-            target = service.memory.target(req.model)
-            return service.memory.prepare_chat(req, target, keep)
+            target = service.memory.target(req.model, caller)
+            return service.memory.prepare_chat(req, target, keep, caller)
 
         prep = await service.on_store(prepare)
         return await _answer(request, req, prep, "chat")
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        req = await body_of(request, CompletionRequest)
-        prep = await service.on_store(lambda: service.memory.prepare_completion(req, service.memory.target(req.model)))
+        caller, req = await body_of(request, CompletionRequest)
+        prep = await service.on_store(lambda: service.memory.prepare_completion(req, service.memory.target(req.model,
+                                                                                                           caller)))
         return await _answer(request, req, prep, "text")
+
+    @app.post("/v1/documents")
+    async def send_document(request: Request):
+        caller, req = await body_of(request, DocumentRequest)
+        return await service.on_store(service.memory.add_document, req, caller)
+
+    @app.get("/v1/documents")
+    async def documents(request: Request):
+        caller = await authorise(request)
+        service.ready()
+        return {"object": "list", "data": await service.on_store(service.memory.documents, caller)}
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         from reverie.meter.embed import MINILM_NAME, minilm_path
 
-        authorise(request)
+        await authorise(request)
         req = parse(await request.body(), EmbeddingRequest)
         if req.model not in (MINILM_NAME, f"sentence-transformers/{MINILM_NAME}"):
             raise ApiError(404, f"no embedding model {req.model!r}; this server embeds with {MINILM_NAME}",
@@ -437,19 +446,20 @@ class _Stream(StreamingResponse):
             self.on_close()
 
 
-def _model_list(service: Service) -> list[dict]:
+def _model_list(service: Service, caller: Caller) -> list[dict]:
+    """What answers this caller: `reverie` (with their adapter in use), `reverie-base`, their adapters."""
     from reverie.meter.embed import MINILM_NAME, minilm_path
 
     identity = service.identity
     created = now()
     memory = service.memory
-    current = memory.store.get_state("adapter")
+    current = memory.in_use(caller)
     out = [
         {"id": CURRENT, "object": "model", "created": created, "owned_by": "reverie", "root": identity,
          "parent": None, "adapter": current},
         {"id": BASE, "object": "model", "created": created, "owned_by": "reverie", "root": identity, "parent": None},
     ]
-    for r in memory.adapters():
+    for r in memory.adapters(caller):
         out.append({"id": r["name"], "object": "model", "created": created, "owned_by": "reverie", "root": identity,
                     "parent": BASE, "night": r["night_id"], "verdict": r["verdict"]})
     if minilm_path() is not None:

@@ -19,11 +19,12 @@ server continues that conversation: the history's hash (`thread`, in the last an
 finds it. An answer the client left before it ended is stored marked `unfinished` and left out of
 the document; a user turn without an answer is one the server never finished (killed).
 
-Users: the store has no per-user tables, so conversations, nights and adapters are shared by
-everyone. What `user` does: conversations are stored with it, their documents carry it in their
-source (`serve:user/NAME/conversation/ID`), and recall through the server skips other users'
-conversation documents. It is not a security boundary (any client may claim any user), and a
-night still trains on every conversation into the one adapter everyone is served.
+Callers (reverie.serve.auth): the owner, or a user with their token. What each recalls, keeps
+and is answered by is theirs (reverie.store.users): a user recalls the shared reading and their
+own conversations and documents; their conversations and the documents they send
+(`POST /v1/documents`) are stored as theirs; `reverie` is the base model with their own kept
+adapter, and only their adapters answer by name. The request's `user` field is recorded with
+the messages, never trusted: it is the client's claim.
 """
 
 from __future__ import annotations
@@ -31,32 +32,21 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote
+from pathlib import PurePosixPath
 
 from reverie.models.backend import SamplingParams
 from reverie.models.engine import row_seed
-from reverie.serve.protocol import ApiError, ChatRequest, Sampled
-from reverie.store import Store
+from reverie.serve.auth import Caller, LazyStore
+from reverie.serve.protocol import ApiError, ChatRequest, DocumentRequest, Sampled
 from reverie.store.documents import SearchHit
+from reverie.store.users import SENT, adapter_key, conversation_source, scoped_source, unscoped_source
 from reverie.wake.chat import notes_block, recall_query
 from reverie.wake.chunking import chunk_spans
 
 BASE, CURRENT = "reverie-base", "reverie"
 CITE = "\nWhen a note helps, cite it by its number in brackets, like [1]."
-_SOURCE = re.compile(r"^serve:(?:user/([^/]*)/)?conversation/(\d+)$")
-
-
-def conversation_source(conversation_id: int, user: str | None) -> str:
-    owner = f"user/{quote(user, safe='')}/" if user else ""
-    return f"serve:{owner}conversation/{conversation_id}"
-
-
-def source_owner(source: str) -> tuple[str | None, int] | None:
-    """(user, conversation id) of a served conversation's document; None for anything read."""
-    m = _SOURCE.match(source)
-    return (unquote(m.group(1)) if m.group(1) is not None else None, int(m.group(2))) if m else None
+DOCUMENT_KINDS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html"}  # anything else: txt
 
 
 def thread_key(user: str | None, messages: list[tuple[str, str]]) -> str:
@@ -83,7 +73,8 @@ class Prepared:
     n: int
     hits: list[SearchHit] = field(default_factory=list)
     keep: bool = False
-    user: str | None = None
+    user: str | None = None  # the request's `user` field (recorded, not trusted)
+    caller: Caller = field(default_factory=Caller)
     messages: list[tuple[str, str]] = field(default_factory=list)  # the client's (role, text)
     new: list[tuple[str, str]] = field(default_factory=list)  # what this request adds to the conversation
     continues: int | None = None
@@ -98,45 +89,39 @@ class Prepared:
         return sum(len(ids) for _, ids in self.prompts)
 
     def citations(self, texts: list[str]) -> list[dict]:
-        return [{"index": i, "source": h.source, "title": h.title, "document_id": h.document_id,
+        return [{"index": i, "source": unscoped_source(h.source), "title": h.title, "document_id": h.document_id,
                  "chunk_id": h.chunk_id, "start_char": h.start_char, "end_char": h.end_char, "text": h.text,
                  "cited": any(f"[{i}]" in t for t in texts)}
                 for i, h in enumerate(self.hits, 1)]
 
 
-class Memory:
+class Memory(LazyStore):
     def __init__(self, settings, loaded):
-        self.settings = settings
+        super().__init__(settings)
         self.identity = loaded.identity
         self.tokenizer = loaded.tokenizer
         self.context = int(getattr(loaded.model.config, "max_position_embeddings", 2048))
-        self._store: Store | None = None
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:  # opened on the store thread, on first use
-            self._store = Store.open(self.settings.db_path)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
     # -- models ----------------------------------------------------------------------------------
-    def adapters(self) -> list:
-        return [r for r in self.store.adapters() if r["base_model"] == self.identity]
+    def adapters(self, caller: Caller) -> list:
+        """The caller's adapters of this base model that can answer (not forgotten)."""
+        return [r for r in self.store.adapters(caller.user_id)
+                if r["base_model"] == self.identity and r["verdict"] != "forgotten"]
 
-    def target(self, model: str) -> Target:
+    def in_use(self, caller: Caller) -> str | None:
+        return self.store.get_state(adapter_key(caller.user_id))
+
+    def target(self, model: str, caller: Caller) -> Target:
         from reverie.models.lora import check_dir
 
         name = model
         if model == BASE:
             name = None
         elif model == CURRENT:
-            name = self.store.get_state("adapter")
+            name = self.in_use(caller)
         row = self.store.adapter(name) if name else None
-        if name and (row is None or row["name"] != name or row["base_model"] != self.identity):
+        if name and (row is None or row["name"] != name or row["base_model"] != self.identity
+                     or row["user_id"] != caller.user_id or row["verdict"] == "forgotten"):
             raise ApiError(404, f"no model {model!r}: GET /v1/models lists what this server answers with",
                            param="model", code="model_not_found")
         if row is None:
@@ -165,20 +150,14 @@ class Memory:
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _recall(self, text: str, user: str | None, skip: int | None) -> list[SearchHit]:
+    def _recall(self, text: str, caller: Caller, skip: int | None) -> list[SearchHit]:
+        """What the caller may recall (reverie.store.users), but the conversation it continues."""
         k = self.settings.wake.recall_chunks
         query = recall_query(text)
         if not k or not query:
             return []
-        hits = []
-        for h in self.store.search(query, 4 * k + 4):  # more than k: some may be others' conversations
-            owner = source_owner(h.source)
-            if owner is not None and (owner[0] != user or owner[1] == skip):
-                continue
-            hits.append(h)
-            if len(hits) == k:
-                break
-        return hits
+        skipped = conversation_source(skip) if skip is not None else None
+        return [h for h in self.store.search(query, k + 1, caller.user_id) if h.source != skipped][:k]
 
     def _chat_prompt(self, messages: list[tuple[str, str]], hits: list[SearchHit]) -> str:
         notes = notes_block(hits) + (CITE if hits else "")
@@ -192,15 +171,15 @@ class Memory:
         except Exception as exc:  # jinja2 raises for orders a template refuses
             raise ApiError(400, f"the model's chat template refuses these messages: {exc}", param="messages") from None
 
-    def prepare_chat(self, req: ChatRequest, target: Target, keep: bool) -> Prepared:
+    def prepare_chat(self, req: ChatRequest, target: Target, keep: bool, caller: Caller) -> Prepared:
         messages = [(m.stored_role, m.text) for m in req.messages]
         continues = None
         if keep and len(messages) > 1:
-            row = self.store.message_by_meta("thread", thread_key(req.user, messages[:-1]))
+            row = self.store.message_by_meta("thread", thread_key(req.user, messages[:-1]), caller.user_id)
             if row is not None and row["ord"] == row["last_ord"]:
                 continues = row["conversation_id"]
         last_user = next((t for r, t in reversed(messages) if r == "user"), "")
-        hits = self._recall(last_user, req.user, continues)
+        hits = self._recall(last_user, caller, continues)
         while True:  # notes first make room when the prompt would not fit
             prompt = self._chat_prompt(messages, hits)
             ids = self._encode(prompt)
@@ -208,7 +187,7 @@ class Memory:
                 break
             hits = hits[:-1]
         params = self._params(req, len(ids))
-        return Prepared(target, [(prompt, ids)], params, req.n, hits, keep, req.user, messages,
+        return Prepared(target, [(prompt, ids)], params, req.n, hits, keep, req.user, caller, messages,
                         messages[-1:] if continues is not None else messages, continues)
 
     def prepare_completion(self, req, target: Target) -> Prepared:
@@ -231,7 +210,8 @@ class Memory:
         conv = prep.continues
         if conv is None:
             title = next((t for r, t in prep.messages if r == "user"), "")[:80] or None
-            conv = store.new_conversation(model=self.identity, title=title, adapter_id=prep.target.adapter_id)
+            conv = store.new_conversation(model=self.identity, title=title, adapter_id=prep.target.adapter_id,
+                                          user_id=prep.caller.user_id)
         for role, text in prep.new:
             store.add_message(conv, role, text, meta={"served": True, "user": prep.user})
         prep.conversation_id = conv
@@ -252,9 +232,9 @@ class Memory:
         else:
             meta["unfinished"] = True
         self.store.add_message(prep.conversation_id, "assistant", job.text, meta=meta)
-        self._write_reading(prep.conversation_id, prep.user)
+        self._write_reading(prep.conversation_id, prep.caller)
 
-    def _write_reading(self, conversation_id: int, user: str | None) -> None:
+    def _write_reading(self, conversation_id: int, caller: Caller) -> None:
         rows = self.store.messages(conversation_id)
         turns = [r for r in rows if r["role"] != "system" and not json.loads(r["meta"]).get("unfinished")]
         text = "\n\n".join(f"{'User' if r['role'] == 'user' else 'Assistant'}: {r['content'].strip()}" for r in turns)
@@ -264,5 +244,35 @@ class Memory:
         wake = self.settings.wake
         spans = chunk_spans(text, self.tokenizer, wake.chunk_tokens, wake.chunk_overlap)
         self.store.put_document(
-            source=conversation_source(conversation_id, user), title=f"conversation {conversation_id}: {first[:60]}",
-            kind="conversation", sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, spans=spans)
+            source=conversation_source(conversation_id), title=f"conversation {conversation_id}: {first[:60]}",
+            kind="conversation", sha256=hashlib.sha256(text.encode()).hexdigest(), text=text, spans=spans,
+            user_id=caller.user_id)
+
+    # -- documents the caller sends --------------------------------------------------------------
+    def add_document(self, req: DocumentRequest, caller: Caller) -> dict:
+        """Keep a document the caller sent as theirs (the owner's: shared reading), chunked as
+        `reverie read` chunks; the same `source` again replaces it."""
+        from reverie.errors import ReverieError
+
+        sha = hashlib.sha256(req.text.encode()).hexdigest()
+        name = req.source or f"sent/{sha[:16]}"
+        title = req.title or name.rsplit("/", 1)[-1]
+        wake = self.settings.wake
+        spans = chunk_spans(req.text, self.tokenizer, wake.chunk_tokens, wake.chunk_overlap)
+        kind = DOCUMENT_KINDS.get(PurePosixPath(name).suffix.lower(), "txt")
+        try:
+            doc_id, outcome = self.store.put_document(source=scoped_source(caller.user_id, SENT + name),
+                                                      title=title, kind=kind, sha256=sha, text=req.text, spans=spans,
+                                                      user_id=caller.user_id)
+        except ReverieError as exc:
+            raise ApiError(400, str(exc), param="source") from None
+        return {"object": "document", "id": doc_id, "source": name, "title": title, "chunks": len(spans),
+                "status": outcome}
+
+    def documents(self, caller: Caller) -> list[dict]:
+        """The documents the caller sent (not the shared reading, not conversations)."""
+        prefix = scoped_source(caller.user_id, SENT)
+        return [{"object": "document", "id": d["id"], "source": d["source"][len(prefix):], "title": d["title"],
+                 "kind": d["kind"], "read_at": d["read_at"], "updated_at": d["updated_at"]}
+                for d in self.store.documents(user_id=caller.user_id)
+                if d["user_id"] == caller.user_id and d["source"].startswith(prefix)]

@@ -150,6 +150,14 @@ class EmbeddingRequest(_Body):
         return texts
 
 
+class DocumentRequest(_Body):
+    """`POST /v1/documents` (reverie's own route): a document the caller sends, kept as theirs."""
+
+    text: str = Field(min_length=1)
+    title: str | None = None
+    source: str | None = None  # a name of the caller's choosing; the same name again replaces the document
+
+
 def parse(raw: bytes, schema: type[BaseModel]):
     """The validated body, or a 400 naming the first bad field."""
     try:

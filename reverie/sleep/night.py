@@ -40,6 +40,11 @@ pending dreams, for when the adapter's settings change.
 A killed night (or Ctrl-C) is resumed by the next `reverie sleep`: the plan is in the store, the
 teacher's targets and the training checkpoint on disk, and a candidate already saved is not
 trained again.
+
+A user's night (`reverie sleep --user NAME`, `user_id`) dreams over that user's conversations
+and documents, learns them with the shared reading's dreams (never another user's or the
+owner's conversations; reverie.store.users), continues that user's kept adapter, and puts its
+own in use for that user only.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from reverie.errors import ReverieError
 from reverie.quiz.questions import Question, dream_question, held_out_questions, holdout, load_questions, same_question
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
+from reverie.store.users import adapter_key
 
 Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, teacher, targets, train, quiz
 
@@ -77,10 +83,11 @@ class NightResult:
     history: list[float] = field(default_factory=list)  # training loss per step
 
 
-def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None, progress: Progress | None = None):
-    """One night; see the module docstring. `rv` is a reverie.app.Reverie."""
+def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None, progress: Progress | None = None,
+              user_id: int | None = None):
+    """One night of the owner, or of user `user_id`; see the module docstring. `rv` is a reverie.app.Reverie."""
     store = rv.store
-    night = records.unfinished_night(store)
+    night = records.unfinished_night(store, user_id)
     resumed = night is not None
     if resumed:
         night_id = night["id"]
@@ -90,7 +97,7 @@ def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None
         if quiz_file is not None and str(Path(quiz_file).expanduser().resolve()) != config["quiz_file"]:
             rv.log(f"warning: night {night_id} keeps the quiz it started with ({config['quiz_file'] or 'held-out questions'})")
     else:
-        night_id, config = _begin(rv, budget, quiz_file, progress)
+        night_id, config = _begin(rv, budget, quiz_file, progress, user_id)
     try:
         return _sleep(rv, night_id, config, resumed, progress)
     except KeyboardInterrupt:
@@ -98,7 +105,7 @@ def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None
         raise
 
 
-def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
+def _begin(rv, budget, quiz_file, progress, user_id) -> tuple[int, dict]:
     """Check the inputs, dream, then plan and start the night; returns (night id, its stored config)."""
     cfg = rv.settings.sleep
     file = quiz_file or rv.settings.quiz.file
@@ -106,10 +113,10 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
         load_questions(file)  # refuse a bad quiz file before the night's work starts
     if cfg.general_text is not None and not Path(cfg.general_text).expanduser().is_file():
         raise ReverieError(f"sleep.general_text {cfg.general_text} is not a file")
-    dreamed = _dream(rv, budget or cfg.budget, progress)
+    dreamed = _dream(rv, budget or cfg.budget, progress, user_id)
     seed = rv.settings.generation.seed
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-    roles, n_train = _plan(rv.store, cfg, rv.settings.quiz.holdout if file is None else 0.0, seed)
+    roles, n_train = _plan(rv.store, cfg, rv.settings.quiz.holdout if file is None else 0.0, seed, user_id)
     config = {
         "seed": seed,
         # written once the night has started (see _sleep), so a kill while writing resumes the night
@@ -120,27 +127,28 @@ def _begin(rv, budget, quiz_file, progress) -> tuple[int, dict]:
         "quiz_file": str(Path(file).expanduser().resolve()) if file else None,
         "dream": dreamed,
     }
-    night_id = rv.store.start_night(seed, config)
+    night_id = rv.store.start_night(seed, config, user_id)
     records.add_night_dreams(rv.store, night_id, roles)
     return night_id, config
 
 
-def _dream(rv, budget: int, progress) -> dict:
+def _dream(rv, budget: int, progress, user_id) -> dict:
     """Dream over what was read since the last night (nothing new: nothing dreamed)."""
+    from reverie.dream.run import since_last_night
+
     t0 = time.perf_counter()
     dreamed = {"kept_tokens": 0, "generated_tokens": 0, "run_id": None}
-    last = rv.store.last_finished_night()
-    if rv.store.documents(since=last["started_at"] if last else None):
+    if since_last_night(rv.store, user_id):
         say = (lambda phase, done, total: progress("dream", {"phase": phase, "done": done, "total": total})) \
             if progress else None
-        dream = rv.dream(budget=budget, generators=rv.settings.sleep.generators, progress=say)
+        dream = rv.dream(budget=budget, generators=rv.settings.sleep.generators, user_id=user_id, progress=say)
         dreamed = {"kept_tokens": dream.kept_tokens, "generated_tokens": dream.generated_tokens, "run_id": dream.run_id}
     return dreamed | {"seconds": time.perf_counter() - t0}
 
 
-def _plan(store, cfg: SleepConfig, share: float, seed: int) -> tuple[dict[str, list[int]], int]:
+def _plan(store, cfg: SleepConfig, share: float, seed: int, user_id) -> tuple[dict[str, list[int]], int]:
     """The night's dreams by role (train, replay, quiz) and how many are new."""
-    pending = records.pending_dreams(store)
+    pending = records.pending_dreams(store, user_id)
     if not pending:
         raise ReverieError("no dreams to learn from: read something new (`reverie read PATH`) and sleep again")
     quiz_ids = set(holdout([r for r in pending if r["generator"] in QA_GENERATORS], share, seed))
@@ -150,7 +158,7 @@ def _plan(store, cfg: SleepConfig, share: float, seed: int) -> tuple[dict[str, l
     if not train_ids:
         raise ReverieError("no dreams to learn from once the quiz questions are held out")
     n_new = len(train_ids)
-    learned = [r["id"] for r in records.learned_dreams(store)]
+    learned = [r["id"] for r in records.learned_dreams(store, user_id)]
     if not cfg.continue_adapter:
         train_ids = sorted(set(learned) | set(train_ids))
     replay_ids: list[int] = []
@@ -211,7 +219,8 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     replay = config["self_replay"]
     _write_once(store, night_id, config, replay, "texts",
                 lambda: _self_replay(rv, loaded, replay["n"], config["seed"], progress) if replay["n"] else [])
-    parent = records.latest_kept_adapter(store, loaded.identity) if cfg.continue_adapter else None
+    user_id = store.night(night_id)["user_id"]
+    parent = records.latest_kept_adapter(store, loaded.identity, user_id) if cfg.continue_adapter else None
     name = f"night-{night_id}"
     candidate = store.adapter(name)
     t0 = time.perf_counter()
@@ -224,7 +233,7 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
                      "rows_seconds": rows_seconds}
         path = lora.save_adapter(loaded.model, rv.settings.adapters_dir / name, loaded.identity,
                                  {"night_id": night_id, "parent": parent and parent["name"]})
-        store.add_adapter(name, str(path), loaded.identity, night_id, "candidate", {"training": training})
+        store.add_adapter(name, str(path), loaded.identity, night_id, "candidate", {"training": training}, user_id)
         candidate = store.adapter(name)
         shutil.rmtree(folder, ignore_errors=True)  # the checkpoint and targets are superseded by the adapter
     else:
@@ -385,7 +394,7 @@ def _record(rv, loaded, active, night_id, config, candidate, parent, training, f
     store.set_adapter_verdict(candidate["id"], status, {"training": training, **metrics})
     store.finish_night(night_id, status, timings, metrics)
     if verdict.keep:
-        store.set_state("adapter", candidate["name"])
+        store.set_state(adapter_key(candidate["user_id"]), candidate["name"])
     return NightResult(night_id, status, resumed, candidate["name"], parent and parent["name"], verdict.checks,
                        figures, timings, tokens, training["history"])
 

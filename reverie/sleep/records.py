@@ -1,12 +1,20 @@
 """The night's bookkeeping in the store: which dreams are learned, pending, replayed or quiz.
 
-A dream is *learned* once a kept night trained on it (`night_dreams` role 'train'); *pending*
-while kept by its dream run and not yet learned (a rejected night's dreams stay pending); *quiz*
-dreams are held out for good. The store's own mixins know nothing of sleep, so the few queries
-the night needs live here, each in one transaction.
+A dream is *learned* once a kept night trained on it (`night_dreams` role 'train'), until that
+night's adapter is forgotten (`reverie forget`); *pending* while kept by its dream run and not
+yet learned (a rejected night's dreams stay pending); *quiz* dreams are held out for good. The
+store's own mixins know nothing of sleep, so the few queries the night needs live here, each in
+one transaction.
+
+Nights belong to the owner (`user_id` None) or to a user (`reverie sleep --user NAME`): learned
+and pending are counted per owner, and a night's dreams are those whose sources its owner may
+recall (the shared reading, and the user's own conversations and documents;
+reverie.store.users.visible_dream).
 """
 
 from __future__ import annotations
+
+from reverie.store.users import visible_dream
 
 _TITLE = (
     "(SELECT doc.title FROM dream_sources s JOIN chunks c ON c.id = s.chunk_id "
@@ -18,11 +26,13 @@ def _ids(store, sql: str, args: tuple = ()) -> set[int]:
     return {r[0] for r in store.conn.execute(sql, args).fetchall()}
 
 
-def learned_ids(store) -> set[int]:
+def learned_ids(store, user_id: int | None = None) -> set[int]:
     return _ids(
         store,
         "SELECT n.dream_id FROM night_dreams n JOIN nights x ON x.id = n.night_id "
-        "WHERE n.role = 'train' AND x.status = 'kept'",
+        "WHERE n.role = 'train' AND x.status = 'kept' AND x.user_id IS ? AND NOT EXISTS "
+        "(SELECT 1 FROM adapters a WHERE a.night_id = x.id AND a.verdict = 'forgotten')",
+        (user_id,),
     )
 
 
@@ -30,14 +40,22 @@ def quiz_ids(store) -> set[int]:
     return _ids(store, "SELECT dream_id FROM night_dreams WHERE role = 'quiz'")
 
 
-def pending_dreams(store) -> list:
-    """Kept dreams of finished dream runs that no kept night learned and no night holds out."""
-    skip = learned_ids(store) | quiz_ids(store)
-    return [r for r in store.list_dreams(status="kept") if r["id"] not in skip]
+def visible_ids(store, user_id: int | None) -> set[int]:
+    """The dreams whose every source the owner (None) or user `user_id` may recall."""
+    seen, args = visible_dream("d", user_id)
+    return _ids(store, f"SELECT d.id FROM dreams d WHERE {seen}", args)
 
 
-def learned_dreams(store) -> list:
-    learned = learned_ids(store)
+def pending_dreams(store, user_id: int | None = None) -> list:
+    """Kept dreams of finished dream runs, from what the owner (or the user) may recall, that no
+    kept night of theirs learned and no night holds out."""
+    skip = learned_ids(store, user_id) | quiz_ids(store)
+    seen = visible_ids(store, user_id)
+    return [r for r in store.list_dreams(status="kept") if r["id"] in seen and r["id"] not in skip]
+
+
+def learned_dreams(store, user_id: int | None = None) -> list:
+    learned = learned_ids(store, user_id)
     return [r for r in store.list_dreams(status="kept") if r["id"] in learned]
 
 
@@ -60,11 +78,12 @@ def night_dreams(store, night_id: int, roles: tuple[str, ...]) -> list:
     ).fetchall()
 
 
-def unfinished_night(store):
-    """The last night that was killed or interrupted before it finished (to resume), or None."""
+def unfinished_night(store, user_id: int | None = None):
+    """The owner's (or the user's) last night that was killed or interrupted before it finished
+    (to resume), or None."""
     return store.conn.execute(
-        "SELECT * FROM nights WHERE finished_at IS NULL AND status IN ('running', 'interrupted') "
-        "ORDER BY id DESC LIMIT 1"
+        "SELECT * FROM nights WHERE finished_at IS NULL AND status IN ('running', 'interrupted') AND user_id IS ? "
+        "ORDER BY id DESC LIMIT 1", (user_id,)
     ).fetchone()
 
 
@@ -74,10 +93,11 @@ def set_night_running(store, night_id: int, status: str = "running") -> None:
         store.conn.execute("UPDATE nights SET status = ? WHERE id = ?", (status, night_id))
 
 
-def latest_kept_adapter(store, base_identity: str):
+def latest_kept_adapter(store, base_identity: str, user_id: int | None = None):
+    """The owner's (or the user's) last kept adapter of this base model: what the next night continues."""
     return store.conn.execute(
-        "SELECT * FROM adapters WHERE verdict = 'kept' AND base_model = ? ORDER BY id DESC LIMIT 1",
-        (base_identity,),
+        "SELECT * FROM adapters WHERE verdict = 'kept' AND base_model = ? AND user_id IS ? ORDER BY id DESC LIMIT 1",
+        (base_identity, user_id),
     ).fetchone()
 
 

@@ -8,11 +8,12 @@ from reverie.store.db import now
 
 
 class ConversationsMixin:
-    def new_conversation(self, model: str, title: str | None = None, adapter_id: int | None = None) -> int:
+    def new_conversation(self, model: str, title: str | None = None, adapter_id: int | None = None,
+                         user_id: int | None = None) -> int:
         with self.transaction():
             return self.conn.execute(
-                "INSERT INTO conversations(title, model, adapter_id, started_at) VALUES (?, ?, ?, ?)",
-                (title, model, adapter_id, now()),
+                "INSERT INTO conversations(title, model, adapter_id, started_at, user_id) VALUES (?, ?, ?, ?, ?)",
+                (title, model, adapter_id, now(), user_id),
             ).lastrowid
 
     def add_message(self, conversation_id: int, role: str, content: str, meta: dict | None = None) -> int:
@@ -39,11 +40,13 @@ class ConversationsMixin:
             (limit,),
         ).fetchall()
 
-    def message_by_meta(self, key: str, value: str):
-        """The latest message whose meta holds `key` = `value`, with `last_ord`, the last ord of its
-        conversation (`reverie serve` finds the conversation a client continues by its thread key)."""
+    def message_by_meta(self, key: str, value: str, user_id: int | None = None):
+        """The latest message of the owner's (or a user's) conversations whose meta holds `key` =
+        `value`, with `last_ord`, the last ord of its conversation (`reverie serve` finds the
+        conversation a client continues by its thread key)."""
         return self.conn.execute(
             "SELECT m.*, (SELECT max(ord) FROM messages WHERE conversation_id = m.conversation_id) AS last_ord "
-            "FROM messages m WHERE json_extract(m.meta, ?) = ? ORDER BY m.id DESC LIMIT 1",
-            ("$." + key, value),
+            "FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+            "WHERE json_extract(m.meta, ?) = ? AND c.user_id IS ? ORDER BY m.id DESC LIMIT 1",
+            ("$." + key, value, user_id),
         ).fetchone()

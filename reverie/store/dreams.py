@@ -73,3 +73,12 @@ class DreamsMixin:
             sql += " LIMIT ?"
             args.append(limit)
         return self.conn.execute(sql, args).fetchall()
+
+    def dreamt_chunk_ids(self, chunk_ids: list[int]) -> set[int]:
+        """The chunks among `chunk_ids` that some dream was made from."""
+        found: set[int] = set()
+        for start in range(0, len(chunk_ids), 500):  # SQLite's limit on bound variables
+            part = chunk_ids[start : start + 500]
+            found |= {r[0] for r in self.conn.execute(
+                f"SELECT DISTINCT chunk_id FROM dream_sources WHERE chunk_id IN ({','.join('?' * len(part))})", part)}
+        return found

@@ -10,11 +10,12 @@ NIGHT_STATUSES = ("running", "kept", "rejected", "failed", "interrupted")
 
 
 class NightsMixin:
-    def start_night(self, seed: int, config: dict) -> int:
+    def start_night(self, seed: int, config: dict, user_id: int | None = None) -> int:
+        """A running night of the owner (user_id None) or of a user."""
         with self.transaction():
             return self.conn.execute(
-                "INSERT INTO nights(status, seed, config, started_at) VALUES ('running', ?, ?, ?)",
-                (seed, json.dumps(config), now()),
+                "INSERT INTO nights(status, seed, config, started_at, user_id) VALUES ('running', ?, ?, ?, ?)",
+                (seed, json.dumps(config), now(), user_id),
             ).lastrowid
 
     def set_night_config(self, night_id: int, config: dict) -> None:
@@ -36,7 +37,8 @@ class NightsMixin:
     def nights(self):
         return self.conn.execute("SELECT * FROM nights ORDER BY id").fetchall()
 
-    def last_finished_night(self):
+    def last_finished_night(self, user_id: int | None = None):
+        """The owner's (or a user's) last finished night."""
         return self.conn.execute(
-            "SELECT * FROM nights WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+            "SELECT * FROM nights WHERE finished_at IS NOT NULL AND user_id IS ? ORDER BY id DESC LIMIT 1", (user_id,)
         ).fetchone()
