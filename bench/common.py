@@ -186,14 +186,10 @@ def throttled_progress(every: float):
     """A night's progress callback that prints at most one line every `every` seconds."""
     last = {"t": 0.0}
 
-    def progress(event, info: dict | None = None):
+    def progress(e):  # a reverie.progress.Event
         if time.perf_counter() - last["t"] > every:
             last["t"] = time.perf_counter()
-            if info is None:  # a reverie.progress.Event
-                print(event.phase, f"{event.done}/{event.total}" if event.total else "", event.detail, file=sys.stderr)
-            else:  # (phase, info), the callback's shape before reverie.progress
-                print(event, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in info.items()},
-                      file=sys.stderr)
+            print(e.phase, f"{e.done}/{e.total}" if e.total else "", e.detail, file=sys.stderr)
 
     return progress
 

@@ -40,12 +40,12 @@ def rewind(home: Path, scale: float) -> float:
     with store.transaction():
         store.conn.execute("UPDATE nights SET status = 'interrupted', finished_at = NULL, metrics = '{}', "
                            "config = ? WHERE id = 1", (json.dumps(config),))
-        for row in store.conn.execute("SELECT path FROM adapters").fetchall():
-            shutil.rmtree(row["path"], ignore_errors=True)
         store.conn.execute("DELETE FROM adapters")
         store.conn.execute("DELETE FROM state WHERE key = 'adapter'")
     store.close()
+    # The copy's own folders: the stored adapter paths are absolute and name the source home's.
     shutil.rmtree(home / "nights", ignore_errors=True)
+    shutil.rmtree(home / "adapters", ignore_errors=True)
     return epochs
 
 

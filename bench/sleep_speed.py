@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> dict:
         model = lora.new_lora(base, cfg)
         targets_done = []  # when the base model's targets were computed (their last progress report)
 
-        def note(info: dict, done: list = targets_done) -> None:
-            if "stage" in info and info["done"] == info["total"]:
+        def note(e, done: list = targets_done) -> None:
+            if e.phase == "base targets" and e.done == e.total:
                 done.append(time.perf_counter())
 
         t0 = time.perf_counter()

@@ -1,5 +1,7 @@
 """`reverie demo` end to end (tiny model), and the error path's robustness to odd file names."""
 
+import json
+
 import pytest
 
 from reverie.config import load_settings
@@ -34,3 +36,32 @@ def test_demo_on_default_model(default_home, cli):
     r = cli("demo")
     assert r.code == 0, r.err
     assert "paris" in r.out.lower()
+
+
+def test_demo_cycle_reads_dreams_sleeps_and_shows_the_verdict(home, cli, monkeypatch):
+    """The whole cycle on the tiny model: a night on the sample with its quiz, its dreams, the
+    gate's figures and verdict, and questions asked of the base model and the night's adapter."""
+    monkeypatch.setenv("REVERIE_MODEL__THREADS", "1")
+    monkeypatch.setenv("REVERIE_MODEL__DTYPE", "float32")
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
+    monkeypatch.setenv("REVERIE_QUIZ__PROBE_N", "2")
+    monkeypatch.setenv("REVERIE_QUIZ__PROBE_MAX_NEW_TOKENS", "6")
+    monkeypatch.setenv("REVERIE_QUIZ__OWN_TEXT_PARAGRAPHS", "2")
+    monkeypatch.setenv("REVERIE_QUIZ__MAX_NEW_TOKENS", "6")
+    r = cli("demo", "--cycle")
+    assert r.code == 0, r.err
+    for part in ("wake: read", "dream and sleep", "its dreams", "cloze", "the gate", "what changed",
+                 "Who founded Vell Harbour? (answer: Ada Korrin)", "night-1>"):
+        assert part in r.out, (part, r.out)
+    assert "kept: night-1" in r.out or "rejected: night-1" in r.out
+    store = Store.open(load_settings().db_path)
+    night = store.night(1)
+    assert night["status"] in ("kept", "rejected") and json.loads(night["config"])["seed"] == 0
+    # Again: after a kept night there is nothing new to sleep on (said, not an error); a rejected
+    # night's dreams stay pending, so a second night sleeps on them.
+    again = cli("demo", "--cycle")
+    assert again.code == 0, again.err
+    if night["status"] == "kept":
+        assert "nothing new to sleep on" in again.err
+    else:
+        assert "night 2" in again.out

@@ -227,8 +227,8 @@ def test_a_distilled_night_learns_drops_what_the_teacher_contradicts_and_resumes
 
     quiz, asked = distilling
 
-    def kill_at_step_2(phase, info):
-        if phase == "train" and info["step"] == 2:
+    def kill_at_step_2(e):
+        if e.phase == "train" and e.done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,7 @@ from pathlib import Path
 import reverie
 
 # Lowest first. Shared foundations, then the cycle in the order it runs, then what drives it.
-LAYERS = ["errors", "answers", "config", "store", "models", "meter", "wake", "dream", "quiz", "sleep", "report", "app",
+LAYERS = ["errors", "progress", "answers", "config", "store", "models", "meter", "wake", "dream", "quiz", "sleep", "report", "app",
           "serve", "cli"]
 PACKAGE = Path(reverie.__file__).parent
 

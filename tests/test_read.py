@@ -345,10 +345,10 @@ def tok(tiny_model_dir):
 def test_unchanged_files_are_not_extracted_again(tmp_path, tok, mixed, monkeypatch):
     store = Store.open(tmp_path / "r.db")
     calls: list = []
-    report = read_paths(store, [mixed], tok, WakeConfig(), progress=lambda *a: calls.append(a))
+    report = read_paths(store, [mixed], tok, WakeConfig(), progress=calls.append)
     assert len(report.new) == 4 and report.chunks_added == store.counts()["chunks"]
     # empty and unsupported files are skipped unopened; the binary one is found out on reading
-    assert [c[:2] for c in calls] == [(i, 5) for i in range(1, 6)]
+    assert [(e.phase, e.done, e.total) for e in calls] == [("read", i, 5) for i in range(1, 6)]
 
     extracted: list[str] = []
 

@@ -23,8 +23,8 @@ def _one_thread(one_thread):
 def _killed_in(rv, quiz, phase: str) -> None:
     """Start a night and kill it (as Ctrl-C does) at its first progress report of `phase`."""
 
-    def kill(p, info):
-        if p == phase:
+    def kill(e):
+        if e.phase == phase:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -352,8 +352,8 @@ def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch,
 
     monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "4")
 
-    def kill_at_step_3(phase, info):
-        if phase == "train" and info["step"] == 3:
+    def kill_at_step_3(e):
+        if e.phase == "train" and e.done == 3:
             raise KeyboardInterrupt
 
     rv = _rv()
@@ -363,7 +363,7 @@ def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch,
     assert rv.store.night(1)["status"] == "interrupted"
     assert (rv.settings.home / "nights" / "1" / "checkpoint.pt").is_file()
     steps = []
-    result = _rv().sleep(quiz_file=sleepy, progress=lambda p, i: steps.append(i["step"]) if p == "train" else None)
+    result = _rv().sleep(quiz_file=sleepy, progress=lambda e: steps.append(e.done) if e.phase == "train" else None)
     assert result.resumed and result.night_id == 1 and steps[0] == 3  # step 3 is redone, 1-2 are not
     resumed = load_file(rv.settings.adapters_dir / "night-1" / "adapter_model.safetensors")
 
@@ -498,7 +498,7 @@ def test_cached_base_targets_give_the_regularisers_of_a_base_pass(tiny):
     targets = training.base_targets(model, encoded, cfg, tok.pad_token_id, [False] * 4, progress=seen.append)
     assert targets[0] is None and all(t is not None for t in targets[1:])
     assert targets[2].logp.shape[0] == 1 and targets[1].logp.shape[0] == len(encoded[1].ids) - 1
-    assert seen and seen[-1]["done"] == seen[-1]["total"] and model.training == mode
+    assert seen and seen[-1].done == seen[-1].total and seen[-1].phase == "base targets" and model.training == mode
     batch = training.collate(encoded, tok.pad_token_id)
     exact, exact_parts = training.micro_loss(model, batch, cfg)
     cached, cached_parts = training.micro_loss(model, batch, cfg, targets)
@@ -554,7 +554,7 @@ def test_self_replay_paragraphs_are_written_by_the_base_and_replayed(sleepy, mon
     _killed_in(rv, sleepy, "replay")
     assert rv.store.night(1)["status"] == "interrupted"  # the night had started: it resumes
     phases = set()
-    result = _rv().sleep(quiz_file=sleepy, progress=lambda p, i: phases.add(p))
+    result = _rv().sleep(quiz_file=sleepy, progress=lambda e: phases.add(e.phase))
     assert result.resumed and result.night_id == 1
     texts = json.loads(rv.store.night(1)["config"])["self_replay"]["texts"]
     assert len(texts) == 2 * 6 and "replay" in phases

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from reverie.progress import Event
 
 app = typer.Typer(
     name="reverie",
@@ -15,8 +20,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Output that is not a terminal (a pipe, a log file) is never cut to 80 columns: a table in a log
+# must show "rejected", not "rejec…". Width only matters for tables; text is soft-wrapped.
+WIDE = 100_000
+console = Console() if sys.stdout.isatty() else Console(width=WIDE)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=WIDE)
+LOG_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
 
 _GLOBAL: dict = {}
 
@@ -67,3 +76,47 @@ def reverie(**overrides):
     from reverie.app import Reverie
 
     return Reverie.from_settings(settings(**overrides), log=notice)
+
+
+def rule(title: str) -> None:
+    """A section header: a full-width rule on a terminal, a short one elsewhere."""
+    if console.is_terminal:
+        from rich.rule import Rule
+
+        console.print(Rule(title))
+    else:
+        console.print(f"-- {escape(title)} --", highlight=False)
+
+
+@contextlib.contextmanager
+def live_progress(every: float = LOG_EVERY):
+    """Yields a reverie.progress callback: a live bar per phase on a terminal (stderr), else one
+    line per phase every `every` seconds and when a phase completes."""
+    if err_console.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[detail]}", markup=False), TimeRemainingColumn(),
+                      console=err_console, transient=True) as bar:
+            tasks: dict[str, int] = {}
+
+            def show(e: Event) -> None:
+                if e.phase not in tasks:
+                    tasks[e.phase] = bar.add_task(e.phase, total=e.total, detail="")
+                bar.update(tasks[e.phase], completed=e.done, total=e.total, detail=e.detail)
+
+            yield show
+        return
+    last: dict[str, float] = {}
+
+    def line(e: Event) -> None:
+        now = time.monotonic()
+        finished = e.total is not None and e.done == e.total
+        if not finished and now - last.get(e.phase, -every) < every:
+            return
+        last[e.phase] = now
+        count = f" {e.done}/{e.total}" if e.total is not None else ""
+        err_console.print(f"{escape(e.phase)}{count}{' ' + escape(e.detail) if e.detail else ''}",
+                          highlight=False, soft_wrap=True)
+
+    yield line

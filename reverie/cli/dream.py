@@ -15,10 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from reverie.cli.app import app, console, err_console, notice, reverie
+from reverie.cli.app import app, console, live_progress, notice, reverie
 from reverie.errors import ReverieError
 
 
@@ -37,17 +36,7 @@ def dream_cmd(
     compare their diversity with a naive baseline, per source chunk at equal count."""
     rv = reverie()
     names = generators.split(",") if generators is not None else None
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{phase} items", total=total)
-            bar.update(tasks[phase], completed=done)
-
+    with live_progress() as progress:
         result = rv.dream(budget=budget, generators=names, docs=docs, fresh=fresh, progress=progress)
     if result.resumed:
         notice(f"run {result.run_id} was continued from where it stopped")

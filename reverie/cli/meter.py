@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from reverie.cli.app import app, console, err_console, notice, reverie, warn
+from reverie.cli.app import app, console, live_progress, notice, reverie, warn
 from reverie.errors import ReverieError
+from reverie.progress import counter
 
 
 def _check_night(rv, night: int | None, save: str | None) -> None:
@@ -129,12 +129,11 @@ def probe_cmd(
         backend = TransformersBackend(loaded, batch_size=rv.settings.generation.batch_size)
         params = SamplingParams.from_config(rv.settings.generation).resolved()
         notice(f"sampling {n} answers to {len(prompts)} prompt{'s' if len(prompts) > 1 else ''} (seed {params.seed})")
-        with Progress(TextColumn("sampling", style="dim"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
-            task = bar.add_task("sampling", total=len(prompts) * (1 if params.temperature <= 0 else n))
+        with live_progress() as progress:
+            total = len(prompts) * (1 if params.temperature <= 0 else n)
             result = probe(backend, prompts, n, params, config=rv.settings.meter,
                            adapter=str(adapter) if adapter else None, loaded=loaded, warn=warn,
-                           progress=lambda done: bar.advance(task, done))
+                           progress=counter(progress, "sampling", total))
         if save:
             run_id = rv.store.add_meter_run(
                 "probe", save, result.as_dict(answers=False),

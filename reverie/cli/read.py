@@ -7,14 +7,14 @@ printed as they happen (through the Reverie log).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from reverie.cli.app import app, console, err_console, reverie
+from reverie.cli.app import app, console, live_progress, reverie
 
 _TABLE_ROWS = 20  # a folder full of unsupported files should not scroll the summary away
 
@@ -26,21 +26,8 @@ def read_cmd(
     """Read documents into memory; unchanged files are recognised and skipped quickly."""
     rv = reverie()
     try:
-        with Progress(
-            TextColumn("{task.description}", style="dim", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-            disable=not err_console.is_terminal,
-        ) as bar:
-            task = bar.add_task("reading", total=None)
-
-            def progress(done: int, total: int, path: str) -> None:
-                bar.update(task, completed=done, total=total, description=_shown(path))
-
-            report = rv.read(paths, progress=progress)
+        with live_progress() as progress:
+            report = rv.read(paths, progress=lambda e: progress(replace(e, detail=_shown(e.detail))))
     finally:
         rv.close()
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from reverie.cli.app import app, console, err_console, notice, reverie, warn
+from reverie.cli.app import app, console, live_progress, notice, reverie, warn
 from reverie.errors import ReverieError
 
 ROWS = (  # (label, key, format) of the figures tables
@@ -61,31 +60,13 @@ def sleep_cmd(
     """One night: dream over what was read, train a LoRA adapter on the dreams, quiz it, and keep
     it only if the model learned without forgetting or collapsing."""
     rv = reverie()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(), console=err_console, transient=True,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(phase: str, info: dict) -> None:
-            if phase == "dream":
-                key, done, total, text = f"dream {info['phase']}", info["done"], info["total"], ""
-            elif phase == "replay":
-                key, done, total, text = "replay text", info["done"], info["total"], ""
-            elif phase == "teacher":  # the base model answers the queries with their passages
-                key, done, total, text = "teacher answers", info["done"], info["total"], ""
-            elif phase == "targets":  # before the steps: the teacher's and base model's distributions, once
-                key, done, total, text = info["stage"], info["done"], info["total"], ""
-            elif phase == "train":
-                key, done, total = "train steps", info["step"], info["steps"]
-                text = f"loss {info['loss']:.3f}, {info['tokens_per_second']:.0f} tokens/s"
-            else:
-                key, done, total, text = "quiz", None, None, escape(info["what"])
-            if key not in tasks:
-                tasks[key] = bar.add_task(key, total=total, info="")
-            bar.update(tasks[key], completed=done, info=text)
-
+    with live_progress() as progress:
         result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress, user=user)
+    show_night(result, user)
+
+
+def show_night(result, user: str | None = None) -> None:
+    """What a night learned, the gate's checks, its cost and its verdict (reverie.sleep.NightResult)."""
     if result.resumed:
         notice(f"night {result.night_id} was resumed from where it stopped")
     figs = result.figures
@@ -132,9 +113,8 @@ def quiz_cmd(
     """Closed-book quiz (SQuAD scoring), perplexity and diversity probe of the base model, the
     adapter in use and any --adapter."""
     rv = reverie()
-    with err_console.status("quiz") as status:
-        results = rv.quiz(adapter, quiz_file=quiz, general_text=general_text,
-                          progress=lambda what: status.update(escape(what)))
+    with live_progress() as progress:
+        results = rv.quiz(adapter, quiz_file=quiz, general_text=general_text, progress=progress)
     if as_json:
         console.print_json(json.dumps([r.as_dict() for r in results]))
         return

@@ -47,9 +47,8 @@ from reverie.dream.generators import GENERATORS
 from reverie.dream.select import near_duplicates, select_within_budget
 from reverie.errors import ReverieError
 from reverie.models.backend import Backend, Generation, generate_mixed
+from reverie.progress import Event, Progress
 from reverie.store.dreams import DreamRecord
-
-Progress = Callable[[str, int, int], None]  # (phase, items done, items in the phase)
 
 
 @dataclass
@@ -334,14 +333,14 @@ def run_dream(
         stats["seconds"] += seconds
         finished += len(batches[b])
         if progress:
-            progress("dream", finished, len(items))
+            progress(Event("dream", finished, len(items)))
         clock[0] = time.perf_counter()
 
     if progress:
-        progress("dream", finished, len(items))
+        progress(Event("dream", finished, len(items)))
     stream(todo, backend, seed, commit)
     if progress:
-        progress("dream", len(items), len(items))
+        progress(Event("dream", len(items), len(items)))
 
     if cfg.baseline:
         _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progress, stats)
@@ -390,7 +389,7 @@ def _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progr
     size = max(cfg.items_per_batch, cfg.batch_size)
     for b, start in enumerate(range(0, len(jobs), size)):
         if progress:
-            progress("baseline", start, len(jobs))
+            progress(Event("baseline", start, len(jobs)))
         if b in done:
             continue
         batch = jobs[start : start + size]
@@ -404,7 +403,7 @@ def _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progr
         stats["tokens"] += n
         stats["seconds"] += seconds
     if progress:
-        progress("baseline", len(jobs), len(jobs))
+        progress(Event("baseline", len(jobs), len(jobs)))
 
 
 def within_budget(rows, per_chunk: float, chunk_of: Callable, tokens_of: Callable) -> list:

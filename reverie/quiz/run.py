@@ -40,6 +40,7 @@ import numpy as np
 from reverie.answers import contained, token_f1
 from reverie.config import MeterConfig, QuizConfig
 from reverie.errors import ReverieError
+from reverie.progress import Event, Progress
 from reverie.quiz.questions import Question
 
 WINDOW = 512  # tokens per perplexity window
@@ -139,7 +140,7 @@ class Measure:
         self._embedder = None
 
     def __call__(
-        self, loaded, label: str, progress: Callable[[str], None] | None = None, quiz: bool = True,
+        self, loaded, label: str, progress: Progress | None = None, quiz: bool = True,
         rest: bool = True,
     ) -> QuizResult:
         """Quiz accuracy and F1 (`quiz`), and perplexity and the probe (`rest`), each when configured."""
@@ -151,7 +152,7 @@ class Measure:
 
         def timed(what: str, work: Callable):
             if progress:
-                progress(f"{label}: {what}")
+                progress(Event("quiz", detail=f"{label}: {what}"))
             t0 = time.perf_counter()
             out = work()
             seconds[what] = time.perf_counter() - t0
@@ -248,7 +249,7 @@ def quiz_models(
     adapters: Sequence[str] = (),
     quiz_file: Path | str | None = None,
     general_text: Path | str | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[QuizResult]:
     """Measure the base model, the adapter in use (if any) and the named adapters, in that order.
 

@@ -52,6 +52,7 @@ from reverie.dream.base import parse_qa
 from reverie.dream.generators import QA_GENERATORS
 from reverie.dream.spans import answer_spans, in_situ_question, sentences
 from reverie.models.backend import SamplingParams
+from reverie.progress import Event, Progress
 from reverie.sleep.data import IGNORE, RECALL, Encoded
 from reverie.sleep.regularisers import Targets, entropy, rest_log_mass
 
@@ -236,7 +237,7 @@ def encode_pair(tokenizer, prompt: str, lead: str, answer: str, kind: str, max_t
 
 
 def teacher_targets(model, rows: list[Encoded], contexts: list[int], top_k: int, batch_tokens: int, pad_id: int,
-                    progress: Callable[[int, int], None] | None = None) -> list[Targets]:
+                    progress: Progress | None = None) -> list[Targets]:
     """The teacher's top-k targets at every labelled position of each teacher row, with the
     adapter disabled. Rows are batched by their chunk (`contexts`), so each batch shares the
     template and the chunk as one prefix whose keys and values are computed once.
@@ -269,7 +270,7 @@ def teacher_targets(model, rows: list[Encoded], contexts: list[int], top_k: int,
                 top, ids = part.topk(min(top_k, part.shape[-1]), -1)
                 out[i] = Targets(top.half(), ids.int(), rest_log_mass(part, ids), entropy(part))
             if progress:
-                progress(done, len(plan))
+                progress(Event("teacher targets", done, len(plan)))
     model.train(was_training)
     return out
 

@@ -54,19 +54,17 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reverie.config import QuizConfig, SleepConfig
 from reverie.dream.generators import QA_GENERATORS
 from reverie.errors import ReverieError
+from reverie.progress import Progress, counter
 from reverie.quiz.questions import Question, dream_question, held_out_questions, holdout, load_questions, same_question
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
 from reverie.store.users import adapter_key
-
-Progress = Callable[[str, dict], None]  # (phase, info): phases dream, replay, teacher, targets, train, quiz
 
 
 @dataclass
@@ -139,9 +137,7 @@ def _dream(rv, budget: int, progress, user_id) -> dict:
     t0 = time.perf_counter()
     dreamed = {"kept_tokens": 0, "generated_tokens": 0, "run_id": None}
     if since_last_night(rv.store, user_id):
-        say = (lambda phase, done, total: progress("dream", {"phase": phase, "done": done, "total": total})) \
-            if progress else None
-        dream = rv.dream(budget=budget, generators=rv.settings.sleep.generators, user_id=user_id, progress=say)
+        dream = rv.dream(budget=budget, generators=rv.settings.sleep.generators, user_id=user_id, progress=progress)
         dreamed = {"kept_tokens": dream.kept_tokens, "generated_tokens": dream.generated_tokens, "run_id": dream.run_id}
     return dreamed | {"seconds": time.perf_counter() - t0}
 
@@ -194,19 +190,6 @@ def _writer(rv, loaded):
     return TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
 
 
-def _counter(progress, phase: str, total: int):
-    """A backend progress callback (it reports each batch's finished texts) as `phase` progress."""
-    if progress is None:
-        return None
-    done = [0]
-
-    def say(k: int) -> None:
-        done[0] += k
-        progress(phase, {"done": done[0], "total": total})
-
-    return say
-
-
 def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightResult:
     """Steps 3-5 of the module docstring, each resumable from what the night stored."""
     from reverie.models import lora
@@ -255,7 +238,7 @@ def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
     from reverie.sleep.self_replay import write_general
 
     rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
-    return write_general(_writer(rv, loaded), n, seed, _counter(progress, "replay", n))
+    return write_general(_writer(rv, loaded), n, seed, counter(progress, "replay", n))
 
 
 def _general(tokenizer, config: dict, cfg: SleepConfig, n_new: int) -> list[Example]:
@@ -292,7 +275,7 @@ def _distilled(rv, loaded, rows, night_id: int, config: dict, cfg: SleepConfig, 
     asked = sum(1 for q in queries if q.answer_of is None and q.target is None)
     _write_once(store, night_id, config, part, "answers",
                 lambda: distill.teacher_answers(_writer(rv, loaded), queries, contexts,
-                                                _counter(progress, "teacher", asked)))
+                                                counter(progress, "teacher answers", asked)))
     kept, drops = distill.verify(queries, part["answers"])
     if not kept:
         raise ReverieError("no dreams to learn from: the teacher answered none of them with its passage")
@@ -316,10 +299,9 @@ def _teacher_targets(loaded, cfg: SleepConfig, path: Path, kept, pairs, progress
     targets = distill.load_targets(path, keys)
     if targets is not None:
         return targets
-    say = (lambda done, total: progress("targets", {"stage": "teacher targets", "done": done, "total": total})) \
-        if progress else None
     targets = distill.teacher_targets(loaded.model, [t for _, t in pairs], [q.context for q, _, _ in kept],
-                                      cfg.teacher_top_k, cfg.batch_tokens * 2, loaded.tokenizer.pad_token_id or 0, say)
+                                      cfg.teacher_top_k, cfg.batch_tokens * 2, loaded.tokenizer.pad_token_id or 0,
+                                      progress)
     distill.save_targets(path, keys, targets)
     return targets
 
@@ -349,8 +331,8 @@ def _train(loaded, parent, encoded, teacher, cfg: SleepConfig, seed: int, folder
     torch.manual_seed(seed)  # LoRA's A matrices are drawn at creation: the night's seed fixes them
     model = (lora.load_trainable(loaded.model, parent["path"], loaded.identity) if parent
              else lora.new_lora(loaded.model, cfg))
-    say = (lambda info: progress("targets" if "stage" in info else "train", info)) if progress else None
-    result = train(model, loaded.tokenizer, encoded, cfg, seed, folder / "checkpoint.pt", progress=say, teacher=teacher)
+    result = train(model, loaded.tokenizer, encoded, cfg, seed, folder / "checkpoint.pt", progress=progress,
+                   teacher=teacher)
     training = {"steps": result.steps, "resumed_at_step": result.start_step, "tokens": result.tokens,
                 "seconds": result.seconds, "tokens_per_second": result.tokens_per_second,
                 "final_loss": result.final_loss, "autocast_bf16": result.autocast, "history": result.history}
@@ -411,20 +393,19 @@ def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, 
         questions, earlier = held_out_questions(rv.store, night_id), held_out_questions(rv.store, before=night_id)
     general = quiz_cfg.general_text or own_text(rv, loaded, quiz_cfg)
     measure = Measure(questions, quiz_cfg, settings.meter, general, log=rv.log, earlier=earlier)
-    say = (lambda what: progress("quiz", {"what": what})) if progress else None
     t0 = time.perf_counter()
     with activate(loaded.model, None):
-        base = measure(loaded, "base", say)
+        base = measure(loaded, "base", progress)
     reference = base
     if parent is not None:
         loaded = attach(loaded, parent)
         with activate(loaded.model, parent["name"]):
-            reference = measure(loaded, parent["name"], say)
+            reference = measure(loaded, parent["name"], progress)
     cand, chosen, tried = None, 1.0, []
     if _finite(loaded.model, candidate):
         label = f"night-{night_id}"
         with activate(loaded.model, candidate):
-            chosen, tried, cand = choose_strength(loaded, candidate, measure, base, cfg, label, say)
+            chosen, tried, cand = choose_strength(loaded, candidate, measure, base, cfg, label, progress)
     seconds = time.perf_counter() - t0
     figures = {"base": base.as_dict()}
     if parent is not None:
@@ -456,7 +437,7 @@ def own_text(rv, loaded, quiz_cfg) -> list[str]:
     return texts
 
 
-def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None):
+def choose_strength(loaded, name: str, measure, base, cfg, label: str, progress=None):
     """(strength, tried, figures): the strongest of `sleep.strengths` at which adapter `name` passes
     the gate's forgetting and diversity bounds (the weakest when none does), the perplexity and
     probe of each strength tried, and the full figures at the one chosen (labelled `label`).
@@ -471,14 +452,14 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, say=None)
     tried: list[dict] = []
     for factor in sorted(set(cfg.strengths), reverse=True):
         with strength(loaded.model, name, factor):
-            result = measure(loaded, f"{label} x{factor:g}", say, quiz=False)
+            result = measure(loaded, f"{label} x{factor:g}", progress, quiz=False)
         passed = all(c.passed for c in bounds(base, result, cfg))
         tried.append({"strength": factor, "perplexity": result.perplexity, "vendi": result.vendi,
                       "answer_tokens": result.answer_tokens, "probe_kl": result.probe_kl, "passed": passed})
         if passed or (result.perplexity is None and result.vendi is None):
             break
     with strength(loaded.model, name, factor):
-        asked = measure(loaded, label, say, rest=False)  # perplexity and the probe are `result`'s
+        asked = measure(loaded, label, progress, rest=False)  # perplexity and the probe are `result`'s
     return factor, tried, dataclasses.replace(
         result, label=label, accuracy=asked.accuracy, f1=asked.f1, answers=asked.answers,
         retained=asked.retained, n_retained=asked.n_retained, seconds={**asked.seconds, **result.seconds},

@@ -42,12 +42,12 @@ from pathlib import Path
 
 import torch
 
+from reverie.progress import Event, Progress
 from reverie.sleep.checkpoint import load_checkpoint, save_checkpoint
 from reverie.sleep.data import IGNORE, Encoded, batches
 from reverie.sleep.regularisers import Targets, entropy, entropy_floor, kl_to_base, kl_top, rest_log_mass
 
 MIN_PREFIX = 8  # shared tokens worth a separate pass (reverie.sleep.train.shared_prefix)
-Progress = Callable[[dict], None]  # {"step", "steps", "loss", "parts" (ce/kl/entropy_pen), "tokens_per_second"}
 # (first, with cached base targets: {"stage", "done", "total"} while they are computed)
 
 
@@ -195,7 +195,7 @@ def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, taught: list[b
                 top, ids = part.topk(min(cfg.kl_top_k, part.shape[-1]), -1)
                 out[i] = Targets(top, ids.int(), rest_log_mass(part, ids), entropy(part))
             if progress:
-                progress({"stage": "base targets", "done": done, "total": len(plan)})
+                progress(Event("base targets", done, len(plan)))
     model.train(was_training)
     return out
 
@@ -317,8 +317,9 @@ def train(
                 save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1, {})
             if progress:
                 seconds = time.perf_counter() - t0
-                progress({"step": step + 1, "steps": steps, "loss": step_loss, "parts": parts,
-                          "tokens_per_second": tokens / seconds if seconds else 0.0})
+                speed = tokens / seconds if seconds else 0.0
+                progress(Event("train", step + 1, steps, f"loss {step_loss:.3f}, {speed:.0f} tokens/s",
+                               {"loss": step_loss, "parts": parts, "tokens_per_second": speed}))
     finally:
         model.eval()
     tail = history[-10:]

@@ -31,13 +31,13 @@ from pathlib import Path
 
 from reverie.config import WakeConfig
 from reverie.errors import ReverieError
+from reverie.progress import Event, Progress
 from reverie.wake.chunking import check_window, chunk_spans
 from reverie.wake.extract import EMPTY, SNIFF_BYTES, SUFFIXES, Unreadable, extract, kind_of, sniff
 
 UNSUPPORTED = "unsupported type"
 _MIB = 1 << 20  # max_file_mb counts mebibytes
 
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -107,7 +107,7 @@ def read_paths(
 ) -> ReadReport:
     """Read files and folders into `store`; see the module docstring for the rules.
 
-    `progress(done, total, path)` is called after each file; `log(msg)` gets each warning.
+    `progress(Event('read', done, total, path))` after each file (reverie.progress); `log(msg)` gets each warning.
     Raises ReverieError for the errors listed in the module docstring.
     """
     check_window(wake_cfg.chunk_tokens, wake_cfg.chunk_overlap)
@@ -129,7 +129,7 @@ def read_paths(
             if item.folder is not None:
                 run.read_in[item.folder] += 1
         if progress is not None:
-            progress(done, len(items), str(item.path))
+            progress(Event("read", done, len(items), str(item.path)))
     for folder, count in run.read_in.items():
         if count == 0:
             raise run.nothing_readable(folder)
