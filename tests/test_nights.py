@@ -119,6 +119,9 @@ def test_forgetting_is_measured_on_the_base_models_own_paragraphs_without_genera
     again = _rv().sleep(quiz_file=sleepy)
     assert json.loads(_rv().store.get_state("own_text")) == own
     assert again.figures["base"]["perplexity"] == pytest.approx(result.figures["base"]["perplexity"], rel=1e-4)
+    # ... taken from the store: the base model's perplexity and probe are measured once per home.
+    cached = [k for (k,) in _rv().store.conn.execute("SELECT key FROM state WHERE key LIKE 'base_figures:%'")]
+    assert len(cached) == 1 and "perplexity" not in again.figures["base"]["seconds"]
 
 
 def test_nights_lists_nothing_on_a_fresh_home(home, cli):

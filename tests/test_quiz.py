@@ -146,6 +146,29 @@ def test_probe_kl_is_zero_for_the_base_and_matches_a_hand_computation(tiny):
     assert set(cand.as_dict()) >= {"answer_tokens", "probe_kl", "vendi"}
 
 
+def test_cached_base_figures_give_the_same_figures_and_drift(tiny, tmp_path):
+    """A night measures the base model's perplexity and probe once per home (night._base): the
+    cached figures and probe answers give what measuring again gives, for the base and for a
+    candidate's drift; another probe setting is another key."""
+    general = tmp_path / "general.txt"
+    general.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    first = _measure(probe_prompts=["Tell me a joke."], probe_n=2, perplexity_tokens=100)
+    first.general_text = general
+    base = first(tiny, "base")
+    rest = json.loads(json.dumps(first.rest_of(base)))  # as the store keeps it
+    again = _measure(probe_prompts=["Tell me a joke."], probe_n=2, perplexity_tokens=100)
+    again.general_text = general
+    assert again.rest_key(tiny.identity) == first.rest_key(tiny.identity)
+    cached = again.with_rest(again(tiny, "base", rest=False), rest)
+    for key in ("perplexity", "vendi", "n_distinct", "answer_tokens", "probe_kl"):
+        assert getattr(cached, key) == getattr(base, key), key
+    moved = _lora(tiny, scale=0.5)
+    assert again(moved, "moved").probe_kl == pytest.approx(first(moved, "moved").probe_kl, rel=1e-6)
+    other = _measure(probe_prompts=["Tell me a joke."], probe_n=3, perplexity_tokens=100)
+    other.general_text = general
+    assert other.rest_key(tiny.identity) != first.rest_key(tiny.identity)
+
+
 def _train_short_answers(loaded, phrase: str, prompts: list[str], steps: int = 60):
     """A LoRA trained (plain torch loop) to answer every prompt with `phrase`, then end."""
     import torch

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +177,38 @@ class Measure:
             kl = timed("drift", lambda: self._drift(loaded, probed, label))
         return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl,
                           retained, len(self.earlier) if quiz else 0, seconds, answers)
+
+    def rest_key(self, identity: str) -> str:
+        """What the perplexity and probe of a model depend on besides its weights: the same key,
+        the same figures (the probe's draws are seeded). A night caches the base model's under it."""
+        import hashlib
+        import json
+
+        texts = self.general_text if not isinstance(self.general_text, (str, Path)) else str(self.general_text)
+        keyed = {"model": identity, "prompts": self.probe_prompts, "general": texts,
+                 "quiz": self.cfg.model_dump(mode="json", include={"perplexity_tokens", "probe_n", "probe_max_new_tokens",
+                                                                  "probe_temperature", "probe_seed"}),
+                 "meter": self.meter_cfg.model_dump(mode="json")}
+        return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def rest_of(self, result: QuizResult) -> dict:
+        """The base model's perplexity and probe figures and its probe answers, as JSON."""
+        ref = self.reference
+        return {"perplexity": result.perplexity, "vendi": result.vendi, "n_distinct": result.n_distinct,
+                "answer_tokens": result.answer_tokens, "probe_kl": result.probe_kl,
+                "reference": None if ref is None else {
+                    "prompts": ref.prompts, "answers": ref.answers, "ended": ref.ended,
+                    "log_probs": ref.log_probs.tolist(), "tokens": ref.tokens.tolist()}}
+
+    def with_rest(self, result: QuizResult, rest: dict) -> QuizResult:
+        """`result` (a quiz alone) with the cached perplexity and probe of `rest_of`; the cached
+        probe answers become the reference every later model's drift is measured on."""
+        ref = rest["reference"]
+        if ref is not None:
+            self.reference = ProbeReference(ref["prompts"], ref["answers"], ref["ended"],
+                                            np.asarray(ref["log_probs"]), np.asarray(ref["tokens"]))
+        figures = {k: rest[k] for k in ("perplexity", "vendi", "n_distinct", "answer_tokens", "probe_kl")}
+        return replace(result, **figures)
 
     def _quiz(self, backend, questions: list[Question]) -> tuple[list[str], np.ndarray]:
         """Greedy closed-book answers and, per answer, (answer contained, token F1)."""

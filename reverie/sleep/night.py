@@ -395,7 +395,7 @@ def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, 
     measure = Measure(questions, quiz_cfg, settings.meter, general, log=rv.log, earlier=earlier)
     t0 = time.perf_counter()
     with activate(loaded.model, None):
-        base = measure(loaded, "base", progress)
+        base = _base(rv.store, loaded, measure, progress)
     reference = base
     if parent is not None:
         loaded = attach(loaded, parent)
@@ -435,6 +435,19 @@ def own_text(rv, loaded, quiz_cfg) -> list[str]:
         texts = write_general(_writer(rv, loaded), quiz_cfg.own_text_paragraphs, seed=0, tag="held-out")
     rv.store.set_state("own_text", json.dumps(texts))
     return texts
+
+
+def _base(store, loaded, measure, progress):
+    """The base model measured: its quiz every night, its perplexity and probe once per home
+    (cached in the store under what they depend on: reverie.quiz.run.Measure.rest_key). Why: they
+    are the same every night, seeded, and a third of a night's gate."""
+    key = f"base_figures:{measure.rest_key(loaded.identity)}"
+    cached = store.get_state(key)
+    if cached:
+        return measure.with_rest(measure(loaded, "base", progress, rest=False), json.loads(cached))
+    base = measure(loaded, "base", progress)
+    store.set_state(key, json.dumps(measure.rest_of(base)))
+    return base
 
 
 def choose_strength(loaded, name: str, measure, base, cfg, label: str, progress=None):
