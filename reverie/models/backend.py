@@ -91,6 +91,22 @@ def by_setting(prompts, params, seed: int, generate: Callable) -> list[Generatio
     return results
 
 
+def format_chat(tokenizer, messages: Messages, add_generation_prompt: bool = True) -> str:
+    """The messages in the tokenizer's own chat template. A template that refuses a system turn
+    (Gemma's raises) gets it at the head of the first user turn, as such models are prompted."""
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except Exception as exc:  # jinja2's TemplateError, from raise_exception() in the template
+        if not messages or messages[0]["role"] != "system" or "system" not in str(exc).lower():
+            raise
+    system, rest = messages[0]["content"], list(messages[1:])
+    if rest and rest[0]["role"] == "user":
+        rest[0] = {**rest[0], "content": f"{system}\n\n{rest[0]['content']}"}
+    else:
+        rest.insert(0, {"role": "user", "content": system})
+    return tokenizer.apply_chat_template(rest, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
 def _cut_at_stop(text: str, stops: Sequence[str], finish: str) -> tuple[str, str]:
     """The text up to its first stop string (then finished by 'stop'), stripped."""
     for s in stops:
@@ -127,7 +143,7 @@ class TransformersBackend:
     def format(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
             return prompt
-        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return format_chat(self.tokenizer, prompt)
 
     def generate(self, prompts, params, progress=None):
         params = params.resolved()

@@ -49,7 +49,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-SUPPORTED = {"llama", "qwen2", "qwen3"}
+# Decoders with Llama's layout: pre-norm residual blocks, q/k/v/o projections (Qwen2's with biases,
+# Qwen3's with per-head q/k norms), rotate-half rotary from `model.rotary_emb`, grouped K/V, a
+# plain embedding and a final norm before lm_head. Mistral is Llama's layout plus a sliding window:
+# supported when the window is off (`supports`). Gemma (scaled embeddings, (1 + w) norms) and Phi
+# (partial rotary, parallel blocks) differ and use transformers' generate.
+SUPPORTED = {"llama", "qwen2", "qwen3", "mistral"}
 SHORTLIST = 256  # tokens considered by the top-k/top-p/min-p cut before the exact fallback
 LEADER_SHARE = 0.5  # a prompt sharing at least this part of itself with a cached one reuses it
 PREFILL_ROWS = 16  # rows prefilled together (sorted by need, so a group's window wastes little)

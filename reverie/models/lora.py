@@ -27,11 +27,44 @@ from reverie.errors import ReverieError
 META = "reverie_adapter.json"
 
 
-def lora_config(cfg):
+OUTPUT_AND_EMBEDDINGS = {"lm_head", "embed_tokens", "embed_out", "wte", "output"}
+
+
+def linear_names(model) -> list[str]:
+    """The last name of every linear layer inside the model's blocks, the output layer excluded:
+    q_proj, k_proj, ... for Llama, Qwen2, Mistral and Gemma; qkv_proj, gate_up_proj for Phi-3."""
+    import torch
+
+    names = set()
+    for name, module in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if isinstance(module, torch.nn.Linear) and leaf not in OUTPUT_AND_EMBEDDINGS and "lora_" not in name:
+            names.add(leaf)
+    return sorted(names)
+
+
+def resolve_targets(model, targets) -> list[str]:
+    """`sleep.target_modules` for this architecture, as module names: 'all-linear' is every linear
+    layer of the blocks (as PEFT means it: the output layer is left out), written out by name so
+    that adapter_config.json lists what vLLM and others match against; named modules must exist."""
+    have = linear_names(model)
+    if targets == "all-linear":
+        return have
+    leaves = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets if t not in leaves]
+    if missing:
+        raise ReverieError(f"sleep.target_modules: {', '.join(missing)} not in this "
+                           f"{getattr(model.config, 'model_type', 'model')} (its linear layers: {', '.join(have)}; "
+                           "or 'all-linear')")
+    return list(targets)
+
+
+def lora_config(cfg, model=None):
     from peft import LoraConfig
 
+    targets = resolve_targets(model, cfg.target_modules) if model is not None else cfg.target_modules
     return LoraConfig(
-        r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=cfg.target_modules,
+        r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
         bias="none", task_type="CAUSAL_LM",
     )
 
@@ -40,7 +73,7 @@ def new_lora(model, cfg):
     """A fresh LoRA (B = 0: the model is unchanged until trained) on the model, trainable."""
     from peft import get_peft_model
 
-    return get_peft_model(model, lora_config(cfg))
+    return get_peft_model(model, lora_config(cfg, model))
 
 
 def load_trainable(model, path: Path | str, base_identity: str):
