@@ -104,19 +104,21 @@ class Reverie:
     # -- dream ----------------------------------------------------------------------------------
     def dream(self, budget=None, generators=None, docs=None, fresh=False, progress=None, user_id=None):
         """Diverse, grounded synthetic text about what was read; see `reverie.dream.run`."""
-        from reverie.dream import run_dream
+        from reverie.dream import DreamContext, run_dream
 
-        return run_dream(self, budget=budget, generators=generators, docs=docs, fresh=fresh, progress=progress,
+        ctx = DreamContext(self.store, self.settings, lambda: self.loaded, self.log)
+        return run_dream(ctx, budget=budget, generators=generators, docs=docs, fresh=fresh, progress=progress,
                          user_id=user_id)
 
     # -- sleep ----------------------------------------------------------------------------------
     def sleep(self, budget=None, quiz_file=None, progress=None, user: str | None = None):
         """One night: dream, train a LoRA adapter, quiz and gate it; see `reverie.sleep.night`.
         `user`: that user's night (the shared reading and their own conversations and documents)."""
-        from reverie.sleep import run_night
+        from reverie.sleep import NightContext, run_night
 
         user_id = self.store.user(user)["id"] if user else None
-        return run_night(self, budget=budget, quiz_file=quiz_file, progress=progress, user_id=user_id)
+        ctx = NightContext(self.store, self.settings, self.load_base, self.dream, self.log)
+        return run_night(ctx, budget=budget, quiz_file=quiz_file, progress=progress, user_id=user_id)
 
     def forget(self, source: str | None = None, conversation: int | None = None, user: str | None = None):
         """Delete a document, a conversation or a user, and every adapter that learned from it; see

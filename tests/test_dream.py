@@ -18,7 +18,8 @@ from reverie.dream.base import Candidate, Chunk, WorkItem, derive_seed, parse_qa
 from reverie.dream.gate import Gate, answer_in_source
 from reverie.dream.generators import GENERATORS
 from reverie.dream.generators.qa import turn_spans
-from reverie.dream.run import drive, plan, run_dream
+from reverie.dream.run import DreamContext, drive, plan
+from reverie.dream.run import run_dream as _run_dream
 from reverie.dream.select import near_duplicates, select_within_budget
 from reverie.dream.spans import pick_spans
 from reverie.models.backend import Generation, SamplingParams
@@ -71,6 +72,11 @@ class ScriptedBackend:
             text = self.reply(p[-1]["content"], params.seed + i)
             out.append(Generation(text, len(text.split()), 10, "stop", params.seed + i))
         return out
+
+
+def run_dream(rv, **kw):
+    """A dream run handed what the application hands it (reverie.app.Reverie.dream)."""
+    return _run_dream(DreamContext(rv.store, rv.settings, lambda: rv.loaded, rv.log), **kw)
 
 
 def _items(name, seed=5):

@@ -14,6 +14,6 @@ prompt), run (the resumable run), export (jsonl/parquet). From the command line:
 """
 
 from reverie.dream.generators import GENERATORS
-from reverie.dream.run import DreamResult, run_dream
+from reverie.dream.run import DreamContext, DreamResult, run_dream
 
-__all__ = ["GENERATORS", "DreamResult", "run_dream"]
+__all__ = ["GENERATORS", "DreamContext", "DreamResult", "run_dream"]

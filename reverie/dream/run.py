@@ -1,7 +1,7 @@
 """`reverie dream`: plan, generate in committed batches, gate, deduplicate, select, meter.
 
     from reverie.dream import run_dream
-    result = run_dream(rv, budget=20000, generators=["qa", "facts"], docs=None)
+    result = run_dream(DreamContext(store, settings, local_model, log), budget=20000, generators=["qa", "facts"])
 
 1. Plan. The chunks (default: documents read since the last night) share the budget equally.
    Per chunk, work items cycle through the generators until their expected output reaches
@@ -37,6 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reverie.config import DreamConfig
 from reverie.dream import baseline
@@ -49,6 +50,11 @@ from reverie.errors import ReverieError
 from reverie.models.backend import Backend, Generation, generate_mixed
 from reverie.progress import Event, Progress
 from reverie.store.dreams import DreamRecord
+
+if TYPE_CHECKING:
+    from reverie.config import Settings
+    from reverie.models.loading import LoadedModel
+    from reverie.store import Store
 
 
 @dataclass
@@ -283,8 +289,18 @@ def _open_run(store, budget, generators, chunks, cfg: DreamConfig, seed: int | N
     return store.dream_run(store.start_dream_run(seed, wanted)), False
 
 
+@dataclass
+class DreamContext:
+    """What a dream run is handed (reverie.app.Reverie.dream builds it): nothing else of the application."""
+
+    store: Store
+    settings: Settings
+    local_model: Callable[[], LoadedModel]  # the model in use (loaded on first call): generation, perplexity
+    log: Callable[[str], None]
+
+
 def run_dream(
-    rv,
+    ctx: DreamContext,
     *,
     budget: int | None = None,
     generators: Sequence[str] | None = None,
@@ -295,20 +311,20 @@ def run_dream(
     progress: Progress | None = None,
 ) -> DreamResult:
     """Dream about what was read (by default, what the owner, or user `user_id`, may recall);
-    see the module docstring. `rv` is a reverie.app.Reverie."""
-    cfg: DreamConfig = rv.settings.dream
+    see the module docstring."""
+    cfg: DreamConfig = ctx.settings.dream
     budget = cfg.budget if budget is None else budget
     if budget <= 0:
         raise ReverieError(f"the budget must be a positive number of tokens, not {budget}")
     names = check_generators(cfg.generators if generators is None else generators)
-    store = rv.store
+    store = ctx.store
     chunks = resolve_chunks(store, docs, user_id)
-    run, resumed = _open_run(store, budget, names, chunks, cfg, rv.settings.generation.seed, fresh)
+    run, resumed = _open_run(store, budget, names, chunks, cfg, ctx.settings.generation.seed, fresh)
     run_id, seed = run["id"], run["seed"]
     if resumed:
-        rv.log(f"continuing interrupted dream run {run_id}")
-    backend = backend or make_backend(rv)
-    gate = Gate(cfg, perplexity=_perplexity(rv), slack={n: m.GROUNDING_SLACK for n, m in GENERATORS.items()})
+        ctx.log(f"continuing interrupted dream run {run_id}")
+    backend = backend or make_backend(ctx)
+    gate = Gate(cfg, perplexity=_perplexity(ctx), slack={n: m.GROUNDING_SLACK for n, m in GENERATORS.items()})
     sources = {c.id: c.text for c in chunks}
     items = plan(chunks, names, budget, cfg.overgenerate, seed)
     stats = {"tokens": 0, "seconds": 0.0}
@@ -343,13 +359,13 @@ def run_dream(
         progress(Event("dream", len(items), len(items)))
 
     if cfg.baseline:
-        _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progress, stats)
-    return _finish(rv, store, run_id, chunks, budget, cfg, resumed, stats)
+        _baseline_phase(ctx, store, backend, run_id, seed, chunks, budget, cfg, progress, stats)
+    return _finish(ctx, store, run_id, chunks, budget, cfg, resumed, stats)
 
 
-def make_backend(rv) -> Backend:
+def make_backend(ctx: DreamContext) -> Backend:
     """The backend `dream.backend` names; the local transformers model by default."""
-    cfg = rv.settings.dream
+    cfg = ctx.settings.dream
     if cfg.backend == "openai":
         from reverie.models.openai_http import OpenAIBackend
 
@@ -357,11 +373,11 @@ def make_backend(rv) -> Backend:
     if cfg.backend == "llamacpp":
         from reverie.models.llamacpp import LlamaCppBackend
 
-        m = rv.settings.model
+        m = ctx.settings.model
         return LlamaCppBackend(m.path, threads=m.threads)
     from reverie.models import TransformersBackend
 
-    return TransformersBackend(rv.loaded, batch_size=cfg.batch_size)
+    return TransformersBackend(ctx.local_model(), batch_size=cfg.batch_size)
 
 
 def _record(c: Candidate, verdict, n_tokens: int, model: str) -> DreamRecord:
@@ -375,16 +391,16 @@ def _record(c: Candidate, verdict, n_tokens: int, model: str) -> DreamRecord:
     )
 
 
-def _perplexity(rv):
+def _perplexity(ctx):
     from reverie.meter.model_metrics import perplexities
 
-    return lambda texts: perplexities(rv.loaded, texts)
+    return lambda texts: perplexities(ctx.local_model(), texts)
 
 
-def _baseline_phase(rv, store, backend, run_id, seed, chunks, budget, cfg, progress, stats) -> None:
+def _baseline_phase(ctx, store, backend, run_id, seed, chunks, budget, cfg, progress, stats) -> None:
     per_chunk = math.ceil(budget / len(chunks) / baseline.EST_TOKENS)
     jobs = [c for _ in range(per_chunk) for c in chunks]
-    params = baseline.sampling(rv.settings.generation)
+    params = baseline.sampling(ctx.settings.generation)
     done = {b["batch"] for b in store.dream_run_batches(run_id, "baseline")}
     size = max(cfg.items_per_batch, cfg.batch_size)
     for b, start in enumerate(range(0, len(jobs), size)):
@@ -455,12 +471,12 @@ def _select(rows, embedder, per_chunk: int, method: str) -> dict[int, str]:
     return drops
 
 
-def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
+def _finish(ctx, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
     from reverie.meter import compare_per_chunk, meter_texts
     from reverie.meter.embed import make_embedder
 
-    mcfg = rv.settings.meter
-    embedder = make_embedder(mcfg.embedder, mcfg.max_tokens, mcfg.embed_precision, warn=rv.log)
+    mcfg = ctx.settings.meter
+    embedder = make_embedder(mcfg.embedder, mcfg.max_tokens, mcfg.embed_precision, warn=ctx.log)
     # In a canonical order, not the store's: streamed batches commit in whichever order they
     # finish, and which of two near-duplicates stays must not depend on that (or on a resume).
     passed = sorted(store.run_dreams(run_id, status="kept"), key=lambda r: (r["seed"], r["generator"], r["text"]))
@@ -475,14 +491,14 @@ def _finish(rv, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, 
     kept_tokens = sum(json.loads(r["metrics"])["n_tokens"] for r in kept)
     filled = {_chunk_of(r) for r in unique if r["id"] in left_out}
     if kept_tokens < budget and any(c.id not in filled for c in chunks):  # a chunk ran out of dreams
-        rv.log(f"the reading gave {kept_tokens:,} tokens of dreams of the {budget:,} budget")
+        ctx.log(f"the reading gave {kept_tokens:,} tokens of dreams of the {budget:,} budget")
 
     meter: dict[str, dict] = {}
     if len(kept) >= 2:
-        meter["dreams"] = meter_texts([r["text"] for r in kept], config=mcfg, embedder=embedder, warn=rv.log)
+        meter["dreams"] = meter_texts([r["text"] for r in kept], config=mcfg, embedder=embedder, warn=ctx.log)
     base = within_budget(store.run_baselines(run_id), per_chunk, lambda r: r["chunk_id"], lambda r: r["n_tokens"])
     if len(base) >= 2:
-        meter["baseline"] = meter_texts([r["text"] for r in base], config=mcfg, embedder=embedder, warn=rv.log)
+        meter["baseline"] = meter_texts([r["text"] for r in base], config=mcfg, embedder=embedder, warn=ctx.log)
     sides = {"dreams": by_chunk(kept, _chunk_of), "baseline": by_chunk(base, lambda r: r["chunk_id"])}
     comparison = compare_per_chunk(sides, config=mcfg, embedder=embedder, seed=store.dream_run(run_id)["seed"])
     store.finish_dream_run(run_id, drops, {"comparison": comparison, "meter": meter})

@@ -14,6 +14,6 @@ From the command line: `reverie sleep`, `reverie quiz`, `reverie adapters`, `rev
 `reverie merge`.
 """
 
-from reverie.sleep.night import NightResult, run_night
+from reverie.sleep.night import NightContext, NightResult, run_night
 
-__all__ = ["NightResult", "run_night"]
+__all__ = ["NightContext", "NightResult", "run_night"]

@@ -2,10 +2,11 @@
 it into a LoRA adapter, quiz it, gate it.
 
     from reverie.sleep import run_night
-    result = run_night(rv, budget=20000, quiz_file="quiz.jsonl", progress=print)
+    result = rv.sleep(budget=20000, quiz_file="quiz.jsonl", progress=print)   # reverie.app.Reverie
+    result = run_night(NightContext(store, settings, load_base, dream, log), budget=20000)
     result.status, result.figures["candidate"]["accuracy"], result.timings
 
-1. Dream (`_dream`): when documents were read since the last finished night, `rv.dream` over
+1. Dream (`_dream`): when documents were read since the last finished night, `ctx.dream` over
    them with the generators in `sleep.generators` (cloze by default: every fact of a passage
    asked in place, at no generation cost).
 2. Plan (`_plan`, stored with the night, so a killed night resumes with the same data): the
@@ -54,8 +55,10 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reverie.config import QuizConfig, SleepConfig
 from reverie.dream.generators import QA_GENERATORS
@@ -65,6 +68,23 @@ from reverie.quiz.questions import Question, dream_question, held_out_questions,
 from reverie.sleep import records
 from reverie.sleep.data import Example, encode, from_dream, general_examples
 from reverie.store.users import adapter_key
+
+if TYPE_CHECKING:  # types only: the night imports the models lazily, so the CLI starts fast
+    from reverie.config import Settings
+    from reverie.dream import DreamResult
+    from reverie.models.loading import LoadedModel
+    from reverie.store import Store
+
+
+@dataclass
+class NightContext:
+    """What a night is handed (reverie.app.Reverie.sleep builds it): nothing else of the application."""
+
+    store: Store
+    settings: Settings
+    load_base: Callable[[], LoadedModel]  # a fresh copy of the base model, no adapter
+    dream: Callable[..., DreamResult]  # dream over new reading: (budget, generators, user_id, progress)
+    log: Callable[[str], None]
 
 
 @dataclass
@@ -81,63 +101,63 @@ class NightResult:
     history: list[float] = field(default_factory=list)  # training loss per step
 
 
-def run_night(rv, budget: int | None = None, quiz_file: Path | str | None = None, progress: Progress | None = None,
+def run_night(ctx, budget: int | None = None, quiz_file: Path | str | None = None, progress: Progress | None = None,
               user_id: int | None = None):
-    """One night of the owner, or of user `user_id`; see the module docstring. `rv` is a reverie.app.Reverie."""
-    store = rv.store
+    """One night of the owner, or of user `user_id`; see the module docstring."""
+    store = ctx.store
     night = records.unfinished_night(store, user_id)
     resumed = night is not None
     if resumed:
         night_id = night["id"]
-        rv.log(f"resuming night {night_id}, interrupted before it finished")
+        ctx.log(f"resuming night {night_id}, interrupted before it finished")
         records.set_night_running(store, night_id)
         config = json.loads(night["config"])
         if quiz_file is not None and str(Path(quiz_file).expanduser().resolve()) != config["quiz_file"]:
-            rv.log(f"warning: night {night_id} keeps the quiz it started with ({config['quiz_file'] or 'held-out questions'})")
+            ctx.log(f"warning: night {night_id} keeps the quiz it started with ({config['quiz_file'] or 'held-out questions'})")
     else:
-        night_id, config = _begin(rv, budget, quiz_file, progress, user_id)
+        night_id, config = _begin(ctx, budget, quiz_file, progress, user_id)
     try:
-        return _sleep(rv, night_id, config, resumed, progress)
+        return _sleep(ctx, night_id, config, resumed, progress)
     except KeyboardInterrupt:
         records.set_night_running(store, night_id, "interrupted")
         raise
 
 
-def _begin(rv, budget, quiz_file, progress, user_id) -> tuple[int, dict]:
+def _begin(ctx, budget, quiz_file, progress, user_id) -> tuple[int, dict]:
     """Check the inputs, dream, then plan and start the night; returns (night id, its stored config)."""
-    cfg = rv.settings.sleep
-    file = quiz_file or rv.settings.quiz.file
+    cfg = ctx.settings.sleep
+    file = quiz_file or ctx.settings.quiz.file
     if file is not None:
         load_questions(file)  # refuse a bad quiz file before the night's work starts
     if cfg.general_text is not None and not Path(cfg.general_text).expanduser().is_file():
         raise ReverieError(f"sleep.general_text {cfg.general_text} is not a file")
-    dreamed = _dream(rv, budget or cfg.budget, progress, user_id)
-    seed = rv.settings.generation.seed
+    dreamed = _dream(ctx, budget or cfg.budget, progress, user_id)
+    seed = ctx.settings.generation.seed
     seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
-    roles, n_train = _plan(rv.store, cfg, rv.settings.quiz.holdout if file is None else 0.0, seed, user_id)
+    roles, n_train = _plan(ctx.store, cfg, ctx.settings.quiz.holdout if file is None else 0.0, seed, user_id)
     config = {
         "seed": seed,
         # written once the night has started (see _sleep), so a kill while writing resumes the night
         "self_replay": {"n": round(cfg.self_replay * n_train) if cfg.general_text is None else 0,
                         "texts": None, "seconds": 0.0},
         "teacher": {"answers": None, "seconds": 0.0},
-        "settings": {"sleep": cfg.model_dump(mode="json"), "quiz": rv.settings.quiz.model_dump(mode="json")},
+        "settings": {"sleep": cfg.model_dump(mode="json"), "quiz": ctx.settings.quiz.model_dump(mode="json")},
         "quiz_file": str(Path(file).expanduser().resolve()) if file else None,
         "dream": dreamed,
     }
-    night_id = rv.store.start_night(seed, config, user_id)
-    records.add_night_dreams(rv.store, night_id, roles)
+    night_id = ctx.store.start_night(seed, config, user_id)
+    records.add_night_dreams(ctx.store, night_id, roles)
     return night_id, config
 
 
-def _dream(rv, budget: int, progress, user_id) -> dict:
+def _dream(ctx, budget: int, progress, user_id) -> dict:
     """Dream over what was read since the last night (nothing new: nothing dreamed)."""
     from reverie.dream.run import since_last_night
 
     t0 = time.perf_counter()
     dreamed = {"kept_tokens": 0, "generated_tokens": 0, "run_id": None}
-    if since_last_night(rv.store, user_id):
-        dream = rv.dream(budget=budget, generators=rv.settings.sleep.generators, user_id=user_id, progress=progress)
+    if since_last_night(ctx.store, user_id):
+        dream = ctx.dream(budget=budget, generators=ctx.settings.sleep.generators, user_id=user_id, progress=progress)
         dreamed = {"kept_tokens": dream.kept_tokens, "generated_tokens": dream.generated_tokens, "run_id": dream.run_id}
     return dreamed | {"seconds": time.perf_counter() - t0}
 
@@ -182,39 +202,39 @@ def _write_once(store, night_id: int, config: dict, part: dict, key: str, write)
     store.set_night_config(night_id, config)
 
 
-def _writer(rv, loaded):
+def _writer(ctx, loaded):
     """A backend on the base model for the night's own writing (replay paragraphs, teacher
     answers), at the dream phase's batch size: hundreds of texts 8 at a time would take minutes."""
     from reverie.models import TransformersBackend
 
-    return TransformersBackend(loaded, batch_size=rv.settings.dream.batch_size)
+    return TransformersBackend(loaded, batch_size=ctx.settings.dream.batch_size)
 
 
-def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightResult:
+def _sleep(ctx, night_id: int, config: dict, resumed: bool, progress) -> NightResult:
     """Steps 3-5 of the module docstring, each resumable from what the night stored."""
     from reverie.models import lora
 
-    store = rv.store
+    store = ctx.store
     # The settings the night started with: a resumed night must replay the same training plan.
     cfg = SleepConfig.model_validate(config["settings"]["sleep"])
     quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
-    loaded = rv.load_base()
+    loaded = ctx.load_base()
     replay = config["self_replay"]
     _write_once(store, night_id, config, replay, "texts",
-                lambda: _self_replay(rv, loaded, replay["n"], config["seed"], progress) if replay["n"] else [])
+                lambda: _self_replay(ctx, loaded, replay["n"], config["seed"], progress) if replay["n"] else [])
     user_id = store.night(night_id)["user_id"]
     parent = records.latest_kept_adapter(store, loaded.identity, user_id) if cfg.continue_adapter else None
     name = f"night-{night_id}"
     candidate = store.adapter(name)
     t0 = time.perf_counter()
     if candidate is None:  # else a resumed night whose candidate was already trained and saved
-        folder = rv.settings.home / "nights" / str(night_id)
-        encoded, teacher, meter = _rows(rv, loaded, night_id, config, cfg, folder, progress)
+        folder = ctx.settings.home / "nights" / str(night_id)
+        encoded, teacher, meter = _rows(ctx, loaded, night_id, config, cfg, folder, progress)
         rows_seconds, t0 = time.perf_counter() - t0, time.perf_counter()
         loaded, training = _train(loaded, parent, encoded, teacher, cfg, config["seed"], folder, progress)
         training |= {"examples": len(encoded), "example_tokens": sum(len(e.ids) for e in encoded), "queries": meter,
                      "rows_seconds": rows_seconds}
-        path = lora.save_adapter(loaded.model, rv.settings.adapters_dir / name, loaded.identity,
+        path = lora.save_adapter(loaded.model, ctx.settings.adapters_dir / name, loaded.identity,
                                  {"night_id": night_id, "parent": parent and parent["name"]})
         store.add_adapter(name, str(path), loaded.identity, night_id, "candidate", {"training": training}, user_id)
         candidate = store.adapter(name)
@@ -226,19 +246,19 @@ def _sleep(rv, night_id: int, config: dict, resumed: bool, progress) -> NightRes
     timings = {"dream": config["dream"]["seconds"], "replay": replay["seconds"],
                "teacher": training.get("rows_seconds", 0.0), "train": time.perf_counter() - t0}
     active = loaded.model.active_adapter  # PEFT's name for it: 'default' when trained here
-    figures, timings["quiz"], verdict = _quiz_and_gate(rv, loaded, active, config, quiz_cfg, cfg, night_id, parent,
+    figures, timings["quiz"], verdict = _quiz_and_gate(ctx, loaded, active, config, quiz_cfg, cfg, night_id, parent,
                                                       progress)
     timings["total"] = sum(timings.values())
-    return _record(rv, loaded, active, night_id, config, candidate, parent, training, figures, timings, verdict,
+    return _record(ctx, loaded, active, night_id, config, candidate, parent, training, figures, timings, verdict,
                    resumed)
 
 
-def _self_replay(rv, loaded, n: int, seed: int, progress) -> list[str]:
+def _self_replay(ctx, loaded, n: int, seed: int, progress) -> list[str]:
     """`n` general paragraphs by `loaded`, the base model before the night's adapter is added."""
     from reverie.sleep.self_replay import write_general
 
-    rv.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
-    return write_general(_writer(rv, loaded), n, seed, counter(progress, "replay", n))
+    ctx.log(f"writing {n} general paragraphs with the base model (sleep.self_replay)")
+    return write_general(_writer(ctx, loaded), n, seed, counter(progress, "replay", n))
 
 
 def _general(tokenizer, config: dict, cfg: SleepConfig, n_new: int) -> list[Example]:
@@ -250,31 +270,31 @@ def _general(tokenizer, config: dict, cfg: SleepConfig, n_new: int) -> list[Exam
     return out + [Example(t, None, "general") for t in config["self_replay"]["texts"]]
 
 
-def _rows(rv, loaded, night_id: int, config: dict, cfg: SleepConfig, folder: Path, progress):
+def _rows(ctx, loaded, night_id: int, config: dict, cfg: SleepConfig, folder: Path, progress):
     """(encoded rows, the teacher's targets per row or None, the query set's meter): what the
     night trains on, by `sleep.objective`."""
-    rows = records.night_dreams(rv.store, night_id, ("train", "replay"))
+    rows = records.night_dreams(ctx.store, night_id, ("train", "replay"))
     n_new = sum(1 for r in rows if r["role"] == "train")
     general = [encode(loaded.tokenizer, ex, cfg.max_tokens) for ex in _general(loaded.tokenizer, config, cfg, n_new)]
     if cfg.objective == "sft":
         dreams = [from_dream(r, r["title"], "new" if r["role"] == "train" else "replay") for r in rows]
         return [encode(loaded.tokenizer, ex, cfg.max_tokens) for ex in dreams] + general, None, {}
-    students, targets, meter = _distilled(rv, loaded, rows, night_id, config, cfg, folder, progress)
+    students, targets, meter = _distilled(ctx, loaded, rows, night_id, config, cfg, folder, progress)
     return students + general, targets + [None] * len(general), meter
 
 
-def _distilled(rv, loaded, rows, night_id: int, config: dict, cfg: SleepConfig, folder: Path, progress):
+def _distilled(ctx, loaded, rows, night_id: int, config: dict, cfg: SleepConfig, folder: Path, progress):
     """The night's queries, answered by the teacher (once, stored with the night), verified, and
     encoded with the teacher's targets (once, saved in the night's folder)."""
     from reverie.sleep import distill
 
-    store = rv.store
+    store = ctx.store
     contexts, chunk_of = records.contexts(store, [r["id"] for r in rows])
     queries = distill.queries(rows, contexts, chunk_of)
     part = config["teacher"]
     asked = sum(1 for q in queries if q.answer_of is None and q.target is None)
     _write_once(store, night_id, config, part, "answers",
-                lambda: distill.teacher_answers(_writer(rv, loaded), queries, contexts,
+                lambda: distill.teacher_answers(_writer(ctx, loaded), queries, contexts,
                                                 counter(progress, "teacher answers", asked)))
     kept, drops = distill.verify(queries, part["answers"])
     if not kept:
@@ -283,11 +303,11 @@ def _distilled(rv, loaded, rows, night_id: int, config: dict, cfg: SleepConfig, 
                                  cfg.max_tokens, cfg.question_weight) for q, target, _ in kept]
     if drops:
         records.drop_dreams(store, drops)
-        rv.log(f"{len(drops)} of {len({q.dream_id for q in queries if q.span})} facts dropped: the teacher, with the "
+        ctx.log(f"{len(drops)} of {len({q.dream_id for q in queries if q.span})} facts dropped: the teacher, with the "
                "passage in front of it, says otherwise (`reverie dreams --dropped`)")
     targets = _teacher_targets(loaded, cfg, folder / "teacher.pt", kept, pairs, progress)
     spans = sum(1 for _, _, spanned in kept if spanned)
-    meter = _meter_queries(rv, queries, [q for q, _, _ in kept]) | {"span_targets": spans, "dropped": len(drops)}
+    meter = _meter_queries(ctx, queries, [q for q, _, _ in kept]) | {"span_targets": spans, "dropped": len(drops)}
     return [s for s, _ in pairs], targets, meter
 
 
@@ -306,7 +326,7 @@ def _teacher_targets(loaded, cfg: SleepConfig, path: Path, kept, pairs, progress
     return targets
 
 
-def _meter_queries(rv, queries, kept) -> dict:
+def _meter_queries(ctx, queries, kept) -> dict:
     """Lexical meter of the night's query set beside its part as dreamed (each fact's first
     wording). Lexical only: embedding thousands of queries would add minutes to a night."""
     from reverie.meter.sets import meter_texts
@@ -316,7 +336,7 @@ def _meter_queries(rv, queries, kept) -> dict:
     out = {"queries": len(queries), "kept": len(kept)}
     for label, texts in (("all", asked), ("as_dreamed", first)):
         if len(texts) >= 2:
-            m = meter_texts(texts, config=rv.settings.meter, semantic=False)
+            m = meter_texts(texts, config=ctx.settings.meter, semantic=False)
             out[label] = {k: v for k, v in m.items() if isinstance(v, (int, float))}
     return out
 
@@ -352,11 +372,11 @@ def _reattach(loaded, candidate):
     return loaded
 
 
-def _record(rv, loaded, active, night_id, config, candidate, parent, training, figures, timings, verdict, resumed):
+def _record(ctx, loaded, active, night_id, config, candidate, parent, training, figures, timings, verdict, resumed):
     """Store the verdict; a kept adapter is saved at the strength the gate chose and put in use."""
     from reverie.models import lora
 
-    store = rv.store
+    store = ctx.store
     status = "kept" if verdict.keep else "rejected"
     tokens = {
         "dreamed": config["dream"]["kept_tokens"], "generated": config["dream"]["generated_tokens"],
@@ -381,21 +401,21 @@ def _record(rv, loaded, active, night_id, config, candidate, parent, training, f
                        figures, timings, tokens, training["history"])
 
 
-def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, parent, progress):
+def _quiz_and_gate(ctx, loaded, candidate: str, config, quiz_cfg, cfg, night_id, parent, progress):
     from reverie.models.lora import activate, attach
     from reverie.quiz.run import Measure
     from reverie.sleep.verdict import decide
 
-    settings = rv.settings
+    settings = ctx.settings
     if config["quiz_file"]:
         questions, earlier = load_questions(config["quiz_file"]), []
     else:  # this night's held-out questions, and every earlier night's for retention
-        questions, earlier = held_out_questions(rv.store, night_id), held_out_questions(rv.store, before=night_id)
-    general = quiz_cfg.general_text or own_text(rv, loaded, quiz_cfg)
-    measure = Measure(questions, quiz_cfg, settings.meter, general, log=rv.log, earlier=earlier)
+        questions, earlier = held_out_questions(ctx.store, night_id), held_out_questions(ctx.store, before=night_id)
+    general = quiz_cfg.general_text or own_text(ctx, loaded, quiz_cfg)
+    measure = Measure(questions, quiz_cfg, settings.meter, general, log=ctx.log, earlier=earlier)
     t0 = time.perf_counter()
     with activate(loaded.model, None):
-        base = _base(rv.store, loaded, measure, progress)
+        base = _base(ctx.store, loaded, measure, progress)
     reference = base
     if parent is not None:
         loaded = attach(loaded, parent)
@@ -417,23 +437,23 @@ def _quiz_and_gate(rv, loaded, candidate: str, config, quiz_cfg, cfg, night_id, 
     return figures, seconds, decide(base, reference, cand, cfg)
 
 
-def own_text(rv, loaded, quiz_cfg) -> list[str]:
+def own_text(ctx, loaded, quiz_cfg) -> list[str]:
     """Held-out text for the forgetting check when no `quiz.general_text` is given: paragraphs the
     base model writes once per home (kept in the store, so every night is measured on the same
     text) and never trains on. Why: a user has no general text to give, and a night measured on
     nothing was kept unmeasured; the base model's own writing is what a night must not forget."""
     from reverie.quiz.run import own_text as stored
 
-    if stored(rv.store):
-        return stored(rv.store)
+    if stored(ctx.store):
+        return stored(ctx.store)
     from reverie.models.lora import activate
     from reverie.sleep.self_replay import write_general
 
-    rv.log(f"writing {quiz_cfg.own_text_paragraphs} paragraphs with the base model to measure forgetting on "
+    ctx.log(f"writing {quiz_cfg.own_text_paragraphs} paragraphs with the base model to measure forgetting on "
            "(once per home)")
     with activate(loaded.model, None):
-        texts = write_general(_writer(rv, loaded), quiz_cfg.own_text_paragraphs, seed=0, tag="held-out")
-    rv.store.set_state("own_text", json.dumps(texts))
+        texts = write_general(_writer(ctx, loaded), quiz_cfg.own_text_paragraphs, seed=0, tag="held-out")
+    ctx.store.set_state("own_text", json.dumps(texts))
     return texts
 
 
