@@ -325,10 +325,17 @@ def run_dream(
         ctx.log(f"continuing interrupted dream run {run_id}")
     backend = backend or make_backend(ctx)
     gate = Gate(cfg, perplexity=_perplexity(ctx), slack={n: m.GROUNDING_SLACK for n, m in GENERATORS.items()})
-    sources = {c.id: c.text for c in chunks}
     items = plan(chunks, names, budget, cfg.overgenerate, seed)
     stats = {"tokens": 0, "seconds": 0.0}
+    _dream_phase(store, backend, gate, {c.id: c.text for c in chunks}, items, run_id, seed, cfg, progress, stats)
+    if cfg.baseline:
+        _baseline_phase(ctx, store, backend, run_id, seed, chunks, budget, cfg, progress, stats)
+    return _finish(ctx, store, run_id, chunks, budget, cfg, resumed, stats)
 
+
+def _dream_phase(store, backend, gate, sources, items, run_id, seed, cfg: DreamConfig, progress, stats) -> None:
+    """Generate the run's work items batch by batch (skipping batches committed before a kill),
+    gate each batch's candidates and commit it with its token counts in one transaction."""
     done = {b["batch"] for b in store.dream_run_batches(run_id, "dream")}
     batches = [items[i : i + cfg.items_per_batch] for i in range(0, len(items), cfg.items_per_batch)]
     todo = [(b, batch) for b, batch in enumerate(batches) if b not in done]
@@ -357,10 +364,6 @@ def run_dream(
     stream(todo, backend, seed, commit)
     if progress:
         progress(Event("dream", len(items), len(items)))
-
-    if cfg.baseline:
-        _baseline_phase(ctx, store, backend, run_id, seed, chunks, budget, cfg, progress, stats)
-    return _finish(ctx, store, run_id, chunks, budget, cfg, resumed, stats)
 
 
 def make_backend(ctx: DreamContext) -> Backend:
@@ -472,41 +475,16 @@ def _select(rows, embedder, per_chunk: int, method: str) -> dict[int, str]:
 
 
 def _finish(ctx, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool, stats: dict) -> DreamResult:
-    from reverie.meter import compare_per_chunk, meter_texts
+    """Deduplicate and select the run's dreams within the budget, meter them against the naive
+    baseline, and close the run."""
     from reverie.meter.embed import make_embedder
 
     mcfg = ctx.settings.meter
     embedder = make_embedder(mcfg.embedder, mcfg.max_tokens, mcfg.embed_precision, warn=ctx.log)
-    # In a canonical order, not the store's: streamed batches commit in whichever order they
-    # finish, and which of two near-duplicates stays must not depend on that (or on a resume).
-    passed = sorted(store.run_dreams(run_id, status="kept"), key=lambda r: (r["seed"], r["generator"], r["text"]))
-    drops: dict[int, str] = {}
-    for i, j in near_duplicates([r["text"] for r in passed], cfg.dedup_threshold).items():
-        drops[passed[i]["id"]] = f"near-duplicate of dream {passed[j]['id']}"
-    unique = [r for r in passed if r["id"] not in drops]
-    per_chunk = budget / len(chunks)
-    left_out = _select(unique, embedder, int(per_chunk), cfg.selection)
-    drops.update(left_out)
-    kept = [r for r in unique if r["id"] not in drops]
+    drops, kept = _select_run(store, run_id, chunks, budget, cfg, embedder, ctx.log)
     kept_tokens = sum(json.loads(r["metrics"])["n_tokens"] for r in kept)
-    filled = {_chunk_of(r) for r in unique if r["id"] in left_out}
-    if kept_tokens < budget and any(c.id not in filled for c in chunks):  # a chunk ran out of dreams
-        ctx.log(f"the reading gave {kept_tokens:,} tokens of dreams of the {budget:,} budget")
-
-    meter: dict[str, dict] = {}
-    if len(kept) >= 2:
-        meter["dreams"] = meter_texts([r["text"] for r in kept], config=mcfg, embedder=embedder, warn=ctx.log)
-    base = within_budget(store.run_baselines(run_id), per_chunk, lambda r: r["chunk_id"], lambda r: r["n_tokens"])
-    if len(base) >= 2:
-        meter["baseline"] = meter_texts([r["text"] for r in base], config=mcfg, embedder=embedder, warn=ctx.log)
-    sides = {"dreams": by_chunk(kept, _chunk_of), "baseline": by_chunk(base, lambda r: r["chunk_id"])}
-    comparison = compare_per_chunk(sides, config=mcfg, embedder=embedder, seed=store.dream_run(run_id)["seed"])
+    meter, comparison = _meter_run(store, run_id, kept, budget / len(chunks), mcfg, embedder, ctx.log)
     store.finish_dream_run(run_id, drops, {"comparison": comparison, "meter": meter})
-    for label, metrics in meter.items():
-        store.add_meter_run("meter", f"dream run {run_id}: {label} (whole set)", metrics, params={"run_id": run_id})
-    if comparison:
-        store.add_meter_run("meter", f"dream run {run_id}: dreams vs baseline per chunk at equal count",
-                            {k: v for k, v in comparison.items() if k != "per_chunk"}, params={"run_id": run_id})
 
     everything = store.run_dreams(run_id)
     reasons: dict[str, int] = defaultdict(int)
@@ -525,3 +503,43 @@ def _finish(ctx, store, run_id, chunks, budget, cfg: DreamConfig, resumed: bool,
         meter=meter,
         comparison=comparison,
     )
+
+
+def _select_run(store, run_id, chunks, budget, cfg: DreamConfig, embedder, log) -> tuple[dict[int, str], list]:
+    """(dropped dream id: why, dreams kept): near-duplicates out, then selection within each chunk's budget."""
+    # In a canonical order, not the store's: streamed batches commit in whichever order they
+    # finish, and which of two near-duplicates stays must not depend on that (or on a resume).
+    passed = sorted(store.run_dreams(run_id, status="kept"), key=lambda r: (r["seed"], r["generator"], r["text"]))
+    drops: dict[int, str] = {}
+    for i, j in near_duplicates([r["text"] for r in passed], cfg.dedup_threshold).items():
+        drops[passed[i]["id"]] = f"near-duplicate of dream {passed[j]['id']}"
+    unique = [r for r in passed if r["id"] not in drops]
+    left_out = _select(unique, embedder, int(budget / len(chunks)), cfg.selection)
+    drops.update(left_out)
+    kept = [r for r in unique if r["id"] not in drops]
+    kept_tokens = sum(json.loads(r["metrics"])["n_tokens"] for r in kept)
+    filled = {_chunk_of(r) for r in unique if r["id"] in left_out}
+    if kept_tokens < budget and any(c.id not in filled for c in chunks):  # a chunk ran out of dreams
+        log(f"the reading gave {kept_tokens:,} tokens of dreams of the {budget:,} budget")
+    return drops, kept
+
+
+def _meter_run(store, run_id, kept, per_chunk: float, mcfg, embedder, log) -> tuple[dict, dict]:
+    """The whole sets' meters and the per-chunk, equal-count comparison with the baseline (also
+    stored as meter runs)."""
+    from reverie.meter import compare_per_chunk, meter_texts
+
+    meter: dict[str, dict] = {}
+    if len(kept) >= 2:
+        meter["dreams"] = meter_texts([r["text"] for r in kept], config=mcfg, embedder=embedder, warn=log)
+    base = within_budget(store.run_baselines(run_id), per_chunk, lambda r: r["chunk_id"], lambda r: r["n_tokens"])
+    if len(base) >= 2:
+        meter["baseline"] = meter_texts([r["text"] for r in base], config=mcfg, embedder=embedder, warn=log)
+    sides = {"dreams": by_chunk(kept, _chunk_of), "baseline": by_chunk(base, lambda r: r["chunk_id"])}
+    comparison = compare_per_chunk(sides, config=mcfg, embedder=embedder, seed=store.dream_run(run_id)["seed"])
+    for label, metrics in meter.items():
+        store.add_meter_run("meter", f"dream run {run_id}: {label} (whole set)", metrics, params={"run_id": run_id})
+    if comparison:
+        store.add_meter_run("meter", f"dream run {run_id}: dreams vs baseline per chunk at equal count",
+                            {k: v for k, v in comparison.items() if k != "per_chunk"}, params={"run_id": run_id})
+    return meter, comparison
