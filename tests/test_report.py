@@ -298,7 +298,7 @@ def study(missing: bool = False) -> dict:
     def row(night: int, drift: float, kept=None) -> dict:
         r = {"night": night, "accuracy_all": 0.2 + 0.02 * night, "accuracy_first": 0.3 - drift * night,
              "perplexity": 16.2 * (1 + drift * night), "vendi": 6.2 * (1 - drift * night), "distinct_2": 0.6 - drift,
-             "compression": 3.0 + drift * night, "n_distinct": 8 - drift * night, "kept": kept,
+             "compression_ratio": 3.0 + drift * night, "n_distinct": 8 - drift * night, "kept": kept,
              "train_meter": {"vendi": 40 - night, "distinct_2": 0.5}}
         if missing and night == 2:
             r["perplexity"] = None
@@ -307,7 +307,7 @@ def study(missing: bool = False) -> dict:
 
     return {
         "title": "Ten nights of SQuAD", "settings": {"nights": 4, "passages per night": 5, "seed": 0},
-        "base": {"accuracy_all": 0.1, "perplexity": 16.2, "vendi": 6.2, "distinct_2": 0.6, "compression": 3.0,
+        "base": {"accuracy_all": 0.1, "perplexity": 16.2, "vendi": 6.2, "distinct_2": 0.6, "compression_ratio": 3.0,
                  "n_distinct": 8.0},
         "bounds": {"max_perplexity_rise": 0.05, "max_vendi_drop": 0.1},
         "arms": {"naive": [row(n, 0.04) for n in range(1, 5)],
@@ -320,7 +320,7 @@ def test_study_page_has_a_chart_per_metric_and_a_line_per_arm():
     page = study_page(study())
     found = charts(page)
     assert found[:7] == ["chart-accuracy_all", "chart-accuracy_first", "chart-perplexity", "chart-vendi",
-                         "chart-distinct_2", "chart-compression", "chart-n_distinct"]
+                         "chart-distinct_2", "chart-compression_ratio", "chart-n_distinct"]
     assert "chart-train-vendi" in found
     vendi = svg(page, "chart-vendi")
     assert all(f'data-label="{arm}"' in vendi for arm in ("naive", "accumulate", "reverie"))

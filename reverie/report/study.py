@@ -24,7 +24,7 @@ METRICS = (
     ("perplexity", "WikiText perplexity: forgetting (lower is better)", number, "ceiling"),
     ("vendi", "Probe Vendi score: diversity (higher is better)", number, "floor"),
     ("distinct_2", "Probe distinct-2 (higher is more varied)", number, None),
-    ("compression", "Probe compression ratio (higher is more repetitive)", number, None),
+    ("compression_ratio", "Probe compression ratio (higher is more repetitive)", number, None),
     ("n_distinct", "Probe distinct answers per prompt", number, None),
 )
 TRAIN_METRICS = (  # the meter of each night's training set, when the study recorded it
