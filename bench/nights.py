@@ -74,12 +74,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--work", type=Path, help="folder for the arms' state (resumable)")
     ap.add_argument("--out", type=Path, help="write the JSON figures here (default: WORK/nights.json)")
     ap.add_argument("--report", type=Path, help="write the study's HTML page here")
+    ap.add_argument("--markdown", action="store_true", help="also print a BENCHMARKS.md table per arm")
     args = common.parse(ap, argv, lambda d: {
         "data": d.squad, "wikitext": d.wikitext, "wildchat": d.wildchat, "work": common.scratch_home("nights-"),
         "nights": 2, "per_night": 2, "budget": 40, "samples": 2, "prompts": 2, "probe_n": 2, "ppl_tokens": 128,
         "report": d.dir / "nights.html"})
     if args.merge:
-        return merge(args.merge, args.out, args.report)
+        return merge(args.merge, args.out, args.report, args.markdown)
     if not (args.data and args.wikitext and args.wildchat and args.work):
         ap.error("--data, --wikitext, --wildchat and --work are required (or --merge)")
 
@@ -117,20 +118,41 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"night {night} {name}: " + ", ".join(
                 f"{k} {row[k]:.3g}" for k in ("accuracy_all", "accuracy_first", "perplexity", "vendi", "distinct_2")
                 if row.get(k) is not None) + f", {row['seconds']:.0f} s", file=sys.stderr)
-    return finish(study, args.report)
+    return finish(study, args.report, args.markdown)
 
 
-def finish(study: dict, report: Path | None) -> dict:
+def finish(study: dict, report: Path | None, as_markdown: bool = False) -> dict:
     if report:
         from reverie.report import study_page
 
         report.write_text(study_page(study), encoding="utf-8")
         print(f"report: {report}", file=sys.stderr)
     print(json.dumps(summary(study), indent=1))
+    if as_markdown:
+        print(markdown(study))
     return study
 
 
-def merge(folders: list[Path], out: Path | None, report: Path | None) -> dict:
+def markdown(study: dict) -> str:
+    """One row per night and arm: accuracy (all read, first night's), perplexity, the probe, the
+    training set's distinct-2 and self-BLEU, the verdict."""
+    base = study["base"]
+    lines = ["| arm | night | kept | accuracy, all read | first night's passages | WikiText ppl | probe Vendi | "
+             "probe distinct-2 | train distinct-2 | train self-BLEU |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+             f"| base | 0 | | {base['accuracy_all']:.1%} | {base['accuracy_first']:.1%} | {base['perplexity']:.2f} | "
+             f"{base['vendi']:.2f} | {base['distinct_2']:.3f} | | |"]
+    for arm, rows in study["arms"].items():
+        for r in rows:
+            t = r.get("train_meter") or {}
+            lines.append(
+                f"| {arm} | {r['night']} | {'yes' if r.get('kept') else 'no'} | {r['accuracy_all']:.1%} | "
+                f"{r['accuracy_first']:.1%} | {r['perplexity']:.2f} ({r['perplexity'] / base['perplexity'] - 1:+.1%}) | "
+                f"{r['vendi']:.2f} | {r['distinct_2']:.3f} | {t.get('distinct_2', float('nan')):.3f} | "
+                f"{t.get('self_bleu', float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
+def merge(folders: list[Path], out: Path | None, report: Path | None, as_markdown: bool = False) -> dict:
     """One study from several --work folders (arms run in separate processes)."""
     parts = [json.loads((f / "nights.json").read_text(encoding="utf-8")) for f in folders]
     study = dict(parts[0], arms={})
@@ -139,7 +161,7 @@ def merge(folders: list[Path], out: Path | None, report: Path | None) -> dict:
         study.setdefault("base_by_part", []).append(part["base"])
     if out:
         save(study, out)
-    return finish(study, report)
+    return finish(study, report, as_markdown)
 
 
 def vars_json(args) -> dict:
