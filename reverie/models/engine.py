@@ -142,11 +142,13 @@ class Sampling:
     max_new_tokens: list[int]
 
     @classmethod
-    def of(cls, params: Sequence) -> Sampling:
-        """From reverie SamplingParams, one per row."""
-        f = lambda name, dtype=torch.float32: torch.tensor([getattr(p, name) or 0 for p in params], dtype=dtype)  # noqa: E731
+    def of(cls, params: Sequence, device=None) -> Sampling:
+        """From reverie SamplingParams, one per row (tensors on `device`, the model's)."""
+        f = lambda name, dtype=torch.float32: torch.tensor([getattr(p, name) or 0 for p in params], dtype=dtype,  # noqa: E731
+                                                           device=device)
         return cls(temperature=f("temperature"), top_p=f("top_p"), top_k=f("top_k", torch.long), min_p=f("min_p"),
-                   repetition_penalty=torch.tensor([p.repetition_penalty for p in params], dtype=torch.float32),
+                   repetition_penalty=torch.tensor([p.repetition_penalty for p in params], dtype=torch.float32,
+                                                   device=device),
                    max_new_tokens=[p.max_new_tokens for p in params])
 
     @classmethod
@@ -170,6 +172,9 @@ class Engine:
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eos_ids = set(eos_ids)
+        # Every tensor of a batch lives where the weights do: nothing crosses to the host inside a
+        # step but the sampled tokens (one small copy per step, for EOS and stop tests).
+        self.device = self.model.model.embed_tokens.weight.device
         self.prefix = PrefixCache(prefix_cache_tokens)
         self.stats = {"prefill_tokens": 0, "reused_tokens": 0, "fallback_rows": 0, "sampled_rows": 0}
 
@@ -229,7 +234,8 @@ class Engine:
     def _new_caches(self, B: int, slots: int):
         shape = (B, self.n_kv, slots, self.head_dim)
         dtype = self.model.model.embed_tokens.weight.dtype
-        return [(torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)) for _ in self.layers]
+        return [(torch.zeros(shape, dtype=dtype, device=self.device), torch.zeros(shape, dtype=dtype, device=self.device))
+                for _ in self.layers]
 
     # -- prefill --------------------------------------------------------------------------------
     def _prefill(self, prompts: list[np.ndarray], extra: int):
@@ -247,7 +253,7 @@ class Engine:
         B = len(prompts)
         T = max(len(p) for p in prompts)
         caches = self._new_caches(B, T + extra)
-        valid = torch.zeros(B, T + extra, dtype=torch.bool)
+        valid = torch.zeros(B, T + extra, dtype=torch.bool, device=self.device)
         for r, i in enumerate(order):
             p, n, start = prompts[r], reuse[i], T - len(prompts[r])
             valid[r, start:T] = True
@@ -256,19 +262,20 @@ class Engine:
                     K[r, :, start : start + n] = k[:, :n]
                     V[r, :, start : start + n] = v[:, :n]
         logits = []
-        slot = torch.arange(T)
+        slot = torch.arange(T, device=self.device)
         for r0 in range(0, B, PREFILL_ROWS):
             r1 = min(B, r0 + PREFILL_ROWS)
             S = len(prompts[r1 - 1]) - reuse[order[r1 - 1]]  # rows are sorted by need: the last needs most
             lo = T - S
-            ids = torch.zeros(r1 - r0, S, dtype=torch.long)
-            positions = torch.zeros(r1 - r0, S, dtype=torch.long)
+            ids = torch.zeros(r1 - r0, S, dtype=torch.long, device="cpu")
+            positions = torch.zeros(r1 - r0, S, dtype=torch.long, device="cpu")
             for r in range(r0, r1):
                 p = prompts[r]
                 first = lo - (T - len(p))  # index into p of the window's first slot (may be negative)
                 take = p[max(first, 0) :]
                 ids[r - r0, S - len(take) :] = torch.from_numpy(take)
-                positions[r - r0] = torch.arange(first, first + S).clamp(min=0)
+                positions[r - r0] = torch.arange(first, first + S, device="cpu").clamp(min=0)
+            ids, positions = ids.to(self.device), positions.to(self.device)  # built on the host, moved once
             q_slot = slot[lo:T]
             allowed = (slot[None, :] <= q_slot[:, None])[None] & valid[r0:r1, None, :T]
             allowed |= (slot[None, :] == q_slot[:, None])[None]  # pads attend to themselves
@@ -352,28 +359,31 @@ class Engine:
         Tg = max(len(p) for p in arrays)
         self._remember([arrays[i] for i in order], tc, Tg)
         reqs = [reqs[i] for i in order]
-        lengths = torch.tensor([len(arrays[i]) for i in order], dtype=torch.long)
+        dev = self.device
+        lengths = torch.tensor([len(arrays[i]) for i in order], dtype=torch.long, device=dev)
         V = tlogits.shape[-1]
         seen_new = None
         if any(r.params.repetition_penalty != 1.0 for r in reqs) or (batch is not None and batch.seen is not None):
-            seen_new = torch.zeros(len(reqs), V, dtype=torch.bool)
+            seen_new = torch.zeros(len(reqs), V, dtype=torch.bool, device="cpu")
             for row, i in enumerate(order):
                 seen_new[row, torch.from_numpy(arrays[i][arrays[i] < V])] = True
+            seen_new = seen_new.to(dev)
         keep = [b for b in range(len(batch.reqs)) if batch.alive[b]] if batch is not None else []
-        k = torch.tensor(keep, dtype=torch.long)
+        k = torch.tensor(keep, dtype=torch.long, device=dev)
         slot = batch.slot if batch is not None else 0
         U = slot - int(batch.start[k].min()) if keep else 0  # slots the live rows use, ending at `slot`
         T = max(U, Tg)
         need = max([r.params.max_new_tokens for r in reqs] + [batch.s.max_new_tokens[b] - len(batch.outs[b]) for b in keep])
         n1, n2 = len(keep), len(reqs)
-        start = torch.cat([batch.start[k] - (slot - T) if keep else torch.zeros(0, dtype=torch.long), T - lengths])
+        start = torch.cat([batch.start[k] - (slot - T) if keep else torch.zeros(0, dtype=torch.long, device=dev),
+                           T - lengths])
         perm = torch.argsort(start, stable=True)  # longest context first
         dest = torch.empty_like(perm)
-        dest[perm] = torch.arange(n1 + n2)
+        dest[perm] = torch.arange(n1 + n2, device=dev)
         caches = []
         for layer, (k2, v2) in enumerate(tc):
             shape = (n1 + n2, k2.shape[1], T + need, k2.shape[3])
-            K2, V2 = torch.zeros(shape, dtype=k2.dtype), torch.zeros(shape, dtype=k2.dtype)
+            K2, V2 = torch.zeros(shape, dtype=k2.dtype, device=dev), torch.zeros(shape, dtype=k2.dtype, device=dev)
             if keep:
                 K, Vc = batch.caches[layer]
                 K2[dest[:n1], :, T - U : T] = K[k, :, slot - U : slot]
@@ -381,22 +391,24 @@ class Engine:
             K2[dest[n1:], :, T - Tg : T] = k2
             V2[dest[n1:], :, T - Tg : T] = v2
             caches.append((K2, V2))
-        valid = torch.zeros(n1 + n2, T + need, dtype=torch.bool)
+        valid = torch.zeros(n1 + n2, T + need, dtype=torch.bool, device=dev)
         if keep:
             valid[dest[:n1], T - U : T] = batch.valid[k, slot - U : slot]
         valid[dest[n1:], T - Tg : T] = tvalid[:, :Tg]
         seen = None
         if seen_new is not None:
             # rows without a repetition penalty tracked nothing: all-False rows change nothing for them
-            before = batch.seen[k] if keep and batch.seen is not None else torch.zeros(n1, V, dtype=torch.bool)
+            before = (batch.seen[k] if keep and batch.seen is not None
+                      else torch.zeros(n1, V, dtype=torch.bool, device=dev))
             seen = torch.cat([before, seen_new])[perm]
         p = perm.tolist()
         reqs_all = [batch.reqs[b] for b in keep] + reqs if keep else reqs
         outs_all = ([batch.outs[b] for b in keep] if keep else []) + [[] for _ in reqs]
-        s_new = Sampling.of([r.params for r in reqs])
+        s_new = Sampling.of([r.params for r in reqs], dev)
         return _Batch(
             caches=caches, valid=valid, slot=T, start=start[perm],
-            positions=torch.cat([batch.positions[k] if keep else torch.zeros(0, dtype=torch.long), lengths])[perm],
+            positions=torch.cat([batch.positions[k] if keep else torch.zeros(0, dtype=torch.long, device=dev),
+                                 lengths])[perm],
             s=(Sampling.cat([batch.s.take(k), s_new]) if keep else s_new).take(perm),
             seeds=np.concatenate([batch.seeds[keep] if keep else np.zeros(0, np.uint64),
                                   np.array([r.seed for r in reqs], dtype=np.uint64)])[p],
@@ -407,7 +419,10 @@ class Engine:
         """Sample one token per row, hand finished rows to `done`, then compute the next logits
         (rows that just finished ride along until the next merge or compaction drops them)."""
         counts = np.array([len(o) for o in batch.outs], dtype=np.uint64)
-        nxt = sample(batch.logits, batch.s, uniforms(batch.seeds, counts), batch.seen, self.stats)
+        u = uniforms(batch.seeds, counts)
+        if self.device.type != "cpu":  # (MPS has no float64; the draw compares in the probabilities' float32)
+            u = u.to(self.device, torch.float32 if self.device.type == "mps" else torch.float64)
+        nxt = sample(batch.logits, batch.s, u, batch.seen, self.stats)
         for b, token in enumerate(nxt.tolist()):
             if not batch.alive[b]:
                 continue
@@ -428,7 +443,7 @@ class Engine:
             return None
         B = len(batch.reqs)
         if batch.seen is not None:
-            batch.seen[torch.arange(B), nxt] = True
+            batch.seen[torch.arange(B, device=self.device), nxt] = True
         slot = batch.slot
         batch.valid[:, slot] = True
         starts = batch.start.tolist()  # ascending: rows are sorted by where their context starts
@@ -440,7 +455,7 @@ class Engine:
                 r0 = r
         groups.append((r0, B, starts[r0]))
         dtype = batch.caches[0][0].dtype  # the additive decode mask is in the model's dtype
-        mask = torch.zeros(B, 1, 1, slot + 1 - base, dtype=dtype)
+        mask = torch.zeros(B, 1, 1, slot + 1 - base, dtype=dtype, device=self.device)
         mask.masked_fill_(~batch.valid[:, None, None, base : slot + 1], torch.finfo(dtype).min)
         batch.logits = self._forward(nxt[:, None], batch.positions[:, None], batch.caches, slot, slot + 1, mask,
                                      base, groups)
@@ -485,7 +500,7 @@ class _Batch:
         return sum(self.alive)
 
     def take(self, keep: list[int]) -> _Batch:
-        k = torch.tensor(keep)
+        k = torch.tensor(keep, device=self.valid.device)
         return _Batch(
             caches=[(K.index_select(0, k), V.index_select(0, k)) for K, V in self.caches],
             valid=self.valid[k], slot=self.slot, start=self.start[k], positions=self.positions[k],
@@ -572,7 +587,7 @@ def _cut_and_draw(vals, idx, top_k, top_p, min_p, u, V: int) -> torch.Tensor:
     token per row."""
     if not len(vals):
         return idx[:, 0]
-    in_k = torch.arange(vals.shape[-1])[None, :] < top_k[:, None]
+    in_k = torch.arange(vals.shape[-1], device=vals.device)[None, :] < top_k[:, None]
     mass = torch.where(in_k, vals, torch.zeros_like(vals)).sum(-1, keepdim=True)
     mass = torch.where(top_k[:, None] < V, mass, torch.ones_like(mass))  # top-k on: renormalise over it
     before = (vals.cumsum(-1) - vals) / mass  # share of the more likely tokens

@@ -64,8 +64,47 @@ def model_identity(path: Path) -> str:
     return f"{name}@{h.hexdigest()[:12]}"
 
 
-def load_model(spec: str, models_dir: Path, dtype: str = "float32", threads: int | None = None, log=None):
-    """Load model and tokenizer. `dtype` is 'float32' or 'bfloat16'."""
+def resolve_device(spec: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is there, else 'mps' (Apple), else 'cpu'; others as given,
+    refused when torch cannot use them."""
+    import torch
+
+    if spec in ("auto", "", None):
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ReverieError(f"model.device is {spec}, but torch sees no CUDA GPU (torch {torch.__version__})")
+        index = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ReverieError(f"model.device is {spec}, but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    if spec == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ReverieError("model.device is mps, but torch has no MPS backend here")
+    return spec
+
+
+def resolve_dtype(spec: str, device: str) -> str:
+    """'auto' -> 'bfloat16' on a CUDA GPU that computes it, else 'float32' (the CPU's exact choice)."""
+    if spec != "auto":
+        return spec
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return "float32"
+
+
+def model_device(model):
+    """The device of the model's weights (a PEFT wrapper's included)."""
+    return next(model.parameters()).device
+
+
+def load_model(spec: str, models_dir: Path, dtype: str = "auto", threads: int | None = None, log=None,
+               device: str = "auto"):
+    """Load model and tokenizer onto `device` (resolve_device). `dtype`: 'auto', 'float32' or 'bfloat16'.
+    Attention is transformers' SDPA (flash kernels on GPUs that have them)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -75,12 +114,16 @@ def load_model(spec: str, models_dir: Path, dtype: str = "float32", threads: int
     hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     path = resolve_model_path(spec, Path(models_dir), log=log)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation="sdpa")
     except Exception as exc:
         raise ReverieError(f"{path} could not be loaded as a causal language model: {str(exc).splitlines()[0]}") from None
+    if device != "cpu":
+        model.to(device)
     model.eval()
     tokenizer.padding_side = "left"  # decoder-only batches must be left-padded for generation
     if tokenizer.pad_token is None:

@@ -38,7 +38,7 @@ def kl_to_base(logp: torch.Tensor, base_logp: torch.Tensor) -> torch.Tensor:
 
 
 def entropy_floor(logp: torch.Tensor, floor: torch.Tensor | float) -> torch.Tensor:
-    return torch.relu(torch.as_tensor(floor, dtype=logp.dtype) - entropy(logp)).mean()
+    return torch.relu(torch.as_tensor(floor, dtype=logp.dtype, device=logp.device) - entropy(logp)).mean()
 
 
 MASKED = -1e9  # a log-probability that counts for nothing, yet keeps logsumexp's gradient finite

@@ -25,10 +25,24 @@ CPU's float32 limit, ~300 tokens/s for this model), so
   (`base_targets`), not by a base pass in every batch of every epoch (`kl_top_k: 0` does that,
   exactly, on the rows that hold a regularised position).
 
-bfloat16 autocast is used when `sleep.autocast` says so ('auto': only on CPUs with native bf16,
-AVX512-BF16 or AMX; emulated bf16 is slower than float32). A checkpoint is written every
-`checkpoint_every` steps (reverie.sleep.checkpoint); a call with the same examples, settings and
-seed continues from it.
+bfloat16 autocast is used when `sleep.autocast` says so ('auto': on GPUs that compute bf16, and
+on CPUs with native bf16, AVX512-BF16 or AMX; emulated bf16 is slower than float32). A checkpoint
+is written every `checkpoint_every` steps (reverie.sleep.checkpoint); a call with the same
+examples, settings and seed continues from it. Batches are built on the host and moved to the
+model's device once each; `sleep.gradient_checkpointing` recomputes activations in the backward
+pass (the shared-prefix pass is then off: transformers drops the cache it needs).
+
+Many devices (`torchrun --nproc-per-node N -m reverie sleep`, or `accelerate launch -m reverie
+sleep`): rank 0 runs the night; when it reaches `train`, it sends the job (examples, settings,
+teacher targets, the adapter's starting weights and any checkpoint) to the other ranks, which wait
+for it in `serve_training`. Each optimizer step's `grad_accum` micro-batches are dealt out across
+the ranks (micro-batch j to rank j mod N); every rank backpropagates its share, scaled by the
+step's micro-batch count, and the LoRA gradients are summed across ranks in one all-reduce
+(DistributedDataParallel's averaging, done by hand: the loss runs the model several times per
+step, a shared-prefix pass and a base pass with the adapter disabled, which DDP's reducer does
+not allow). The sum is the single-process step's gradient, so the adapter is the same to float
+tolerance (with `dropout: 0`); set `grad_accum` to a multiple of N to keep every rank busy. Only
+rank 0 writes checkpoints, adapters and the store.
 """
 
 from __future__ import annotations
@@ -76,8 +90,32 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_autocast(mode: str) -> bool:
-    return mode == "bfloat16" or (mode == "auto" and native_bf16())
+def use_autocast(mode: str, device=None) -> bool:
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        return mode == "bfloat16" or (mode == "auto" and torch.cuda.is_bf16_supported())
+    return mode == "bfloat16" or (mode == "auto" and device.type == "cpu" and native_bf16())
+
+
+def _autocast(mode: str, device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_autocast(mode, device) else contextlib.nullcontext()
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return batch if device.type == "cpu" else {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the process group a launcher started, or (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def schedule(steps: int, warmup: float, kind: str) -> Callable[[int], float]:
@@ -97,22 +135,24 @@ def schedule(steps: int, warmup: float, kind: str) -> Callable[[int], float]:
 
 
 def collate(rows: list[Encoded], pad_id: int, taught: list[bool] | None = None) -> dict[str, torch.Tensor]:
-    """Padded tensors of `rows`; `taught` marks the rows learned from teacher targets (distilled)."""
+    """Padded tensors of `rows`, on the host (`to_device` moves them once); `taught` marks the rows
+    learned from teacher targets (distilled)."""
+    cpu = torch.device("cpu")
     width = max(len(r.ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    weights = torch.zeros((len(rows), width))
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=cpu)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long, device=cpu)
+    weights = torch.zeros((len(rows), width), device=cpu)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=cpu)
     for i, r in enumerate(rows):
-        ids[i, : len(r.ids)] = torch.tensor(r.ids)
-        labels[i, : len(r.labels)] = torch.tensor(r.labels)
+        ids[i, : len(r.ids)] = torch.tensor(r.ids, device=cpu)
+        labels[i, : len(r.labels)] = torch.tensor(r.labels, device=cpu)
         mask[i, : len(r.ids)] = 1
-        weights[i][labels[i] != IGNORE] = torch.tensor(r.weights) if r.weights is not None else 1.0
+        weights[i][labels[i] != IGNORE] = torch.tensor(r.weights, device=cpu) if r.weights is not None else 1.0
     kinds = [r.kind for r in rows]
     return {"input_ids": ids, "labels": labels, "weights": weights, "attention_mask": mask,
-            "general": torch.tensor([k == "general" for k in kinds]),
-            "replay": torch.tensor([k == "replay" for k in kinds]),
-            "taught": torch.tensor(taught if taught is not None else [False] * len(rows))}
+            "general": torch.tensor([k == "general" for k in kinds], device=cpu),
+            "replay": torch.tensor([k == "replay" for k in kinds], device=cpu),
+            "taught": torch.tensor(taught if taught is not None else [False] * len(rows), device=cpu)}
 
 
 def _positions(batch: dict[str, torch.Tensor], regularise: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +189,7 @@ def shared_prefix(batch: dict[str, torch.Tensor], where: torch.Tensor) -> int:
     return n if n >= MIN_PREFIX else 0
 
 
-def log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
+def log_probs(model, batch, where: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
     """Log-probabilities [P, V] (float32) at the positions `where` [B, L-1] (position t predicts t+1).
 
     A prefix shared by every row is computed once, as a one-row pass whose key/value cache the
@@ -157,7 +197,7 @@ def log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
     the graph, so the prefix's LoRA weights get their gradient from every row), at the cost of
     the rows' own tokens."""
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    n = shared_prefix(batch, where)
+    n = shared_prefix(batch, where) if share_prefix else 0
     cache = None
     if n:
         cache = model(input_ids=ids[:1, :n], use_cache=True, logits_to_keep=1).past_key_values
@@ -172,15 +212,17 @@ def log_probs(model, batch, where: torch.Tensor) -> torch.Tensor:
 
 
 def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, taught: list[bool],
-                 progress: Progress | None = None) -> list[Targets | None]:
+                 progress: Progress | None = None, only: set[int] | None = None) -> list[Targets | None]:
     """The base model's top `cfg.kl_top_k` tokens at the regularised positions of every general
     example and every replayed one that is not distilled (None for the others), from one pass
     with the adapter disabled.
 
     The base model does not change during a night, so its distributions are computed once here
     instead of by a base pass in every micro-batch of every epoch. Deterministic: a resumed night
-    computes the same."""
-    rows = [i for i, e in enumerate(encoded) if e.kind == "general" or (e.kind == "replay" and not taught[i])]
+    computes the same. `only`: the examples this rank trains on (None: all)."""
+    rows = [i for i, e in enumerate(encoded) if (e.kind == "general" or (e.kind == "replay" and not taught[i]))
+            and (only is None or i in only)]
+    device = model_device(model)
     out: list[Targets | None] = [None] * len(encoded)
     plan = batches([len(encoded[i].ids) for i in rows], cfg.batch_tokens, 0, 1)
     was_training = model.training
@@ -188,7 +230,7 @@ def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, taught: list[b
     with torch.no_grad(), model.disable_adapter():
         for done, chunk in enumerate(plan, 1):
             idx = [rows[j] for j in chunk]
-            batch = collate([encoded[i] for i in idx], pad_id)
+            batch = to_device(collate([encoded[i] for i in idx], pad_id), device)
             _, reg = _positions(batch, True)
             logp = log_probs(model, batch, reg)
             for i, part in zip(idx, logp.split(reg.sum(1).tolist()), strict=True):
@@ -200,13 +242,13 @@ def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, taught: list[b
     return out
 
 
-def _stack(targets: list[Targets]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The rows' targets as one set of float32 tensors (the teacher's are kept in float16;
-    each is converted before the cat, which bfloat16 autocast refuses to mix)."""
+def _stack(targets: list[Targets], device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rows' targets as one set of float32 tensors on `device` (the teacher's are kept in
+    float16 on the host; each is converted before the cat, which bfloat16 autocast refuses to mix)."""
     def cat(field: str) -> torch.Tensor:
-        return torch.cat([getattr(t, field).float() for t in targets])
+        return torch.cat([getattr(t, field).float() for t in targets]).to(device)
 
-    return cat("logp"), torch.cat([t.ids for t in targets]).long(), cat("rest"), cat("entropy")
+    return cat("logp"), torch.cat([t.ids for t in targets]).long().to(device), cat("rest"), cat("entropy")
 
 
 def micro_loss(model, batch, cfg, targets: list[Targets | None] | None = None,
@@ -217,7 +259,7 @@ def micro_loss(model, batch, cfg, targets: list[Targets | None] | None = None,
     regularise = cfg.kl_weight > 0 or cfg.entropy_weight > 0
     learn, reg = _positions(batch, regularise)
     union = learn | reg
-    logp = log_probs(model, batch, union)
+    logp = log_probs(model, batch, union, not cfg.gradient_checkpointing)
     # Row order of logp follows the flattened mask, so sub-selections are masks over its rows.
     loss, parts = _learned(logp, batch, learn, union, teacher, cfg.answer_ce)
     if regularise and bool(reg.any()):
@@ -237,7 +279,7 @@ def _learned(logp, batch, learn, union, teacher, answer_ce: float = 0.0) -> tupl
         loss, parts["ce"] = loss + ce, float(ce.detach())
     distilled = learn & taught
     if distilled.any():
-        top, ids, rest, _ = _stack([t for t in teacher if t is not None])
+        top, ids, rest, _ = _stack([t for t in teacher if t is not None], logp.device)
         weights = batch["weights"][:, 1:][distilled]
         kd = (kl_top(logp[distilled[union]], top, ids, rest) * weights).sum() / weights.sum()
         loss, parts["distill"] = loss + kd, float(kd.detach())
@@ -251,7 +293,8 @@ def _learned(logp, batch, learn, union, teacher, answer_ce: float = 0.0) -> tupl
 def _regularised(model, adapted, batch, reg, cfg, targets, parts: dict) -> torch.Tensor:
     """The KL-to-base and entropy-floor terms at the regularised positions (`adapted`: their log-probs)."""
     if targets is not None:
-        top, ids, rest, base_entropy = _stack([t for t, r in zip(targets, reg.any(1).tolist(), strict=True) if r])
+        top, ids, rest, base_entropy = _stack([t for t, r in zip(targets, reg.any(1).tolist(), strict=True) if r],
+                                              adapted.device)
         kl = kl_top(adapted, top, ids, rest).mean() if cfg.kl_weight > 0 else None
     else:
         # The base model's pass runs only on the rows that hold a regularised position: in a
@@ -259,7 +302,7 @@ def _regularised(model, adapted, batch, reg, cfg, targets, parts: dict) -> torch
         rows = reg.any(1)
         sub = {k: v[rows] for k, v in batch.items()}
         with torch.no_grad(), model.disable_adapter():
-            base = log_probs(model, sub, reg[rows])
+            base = log_probs(model, sub, reg[rows], not cfg.gradient_checkpointing)
         base_entropy = entropy(base)
         kl = kl_to_base(adapted, base) if cfg.kl_weight > 0 else None
     loss = adapted.sum() * 0
@@ -284,7 +327,17 @@ def train(
 ) -> TrainResult:
     """Train the model's active (trainable) adapter on `encoded`; see the module docstring.
     `teacher`, one per example, holds the teacher's targets of the examples that are distilled
-    (reverie.sleep.distill); the others are learned from their labels."""
+    (reverie.sleep.distill); the others are learned from their labels. Under a launcher, rank 0
+    calls this and the other ranks train beside it (`serve_training`)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    rank, size = world()
+    if size > 1 and rank == 0:
+        _send_job(model, encoded, cfg, seed, checkpoint, teacher, pad)
+    return _train(model, pad, encoded, cfg, seed, checkpoint, progress, teacher)
+
+
+def _train(model, pad: int, encoded, cfg, seed: int, checkpoint: Path, progress, teacher) -> TrainResult:
+    rank, size = world()
     teacher = teacher or [None] * len(encoded)
     taught = [t is not None for t in teacher]
     plan = batches([len(e.ids) for e in encoded], cfg.batch_tokens, seed, cfg.epochs)
@@ -294,54 +347,166 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(steps, cfg.warmup, cfg.schedule))
     torch.manual_seed(seed)
     start, _ = load_checkpoint(checkpoint, model, optimizer, scheduler)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = model_device(model)
+
+    def share(step: int) -> tuple[list[list[int]], int]:
+        """This rank's micro-batches of `step`, and how many the step has on all ranks."""
+        chunk = plan[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]
+        return chunk[rank::size], len(chunk)
+
     t0 = time.perf_counter()  # the base model's pass is part of training's time
     cached = None
     if cfg.kl_top_k and (cfg.kl_weight > 0 or cfg.entropy_weight > 0) and start < steps:
-        cached = base_targets(model, encoded, cfg, pad, taught, progress)
+        only = None if size == 1 else {i for step in range(start, steps) for idx in share(step)[0] for i in idx}
+        cached = base_targets(model, encoded, cfg, pad, taught, progress if rank == 0 else None, only)
 
     def rows(idx: list[int]) -> tuple:
-        batch = collate([encoded[i] for i in idx], pad, [taught[i] for i in idx])
+        batch = to_device(collate([encoded[i] for i in idx], pad, [taught[i] for i in idx]), device)
         return batch, cached and [cached[i] for i in idx], [teacher[i] for i in idx]
 
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     history: list[float] = []
     tokens = 0
     try:
         for step in range(start, steps):
-            micro = [rows(idx) for idx in plan[step * cfg.grad_accum : (step + 1) * cfg.grad_accum]]
-            step_loss, parts = _step(model, micro, cfg, params, optimizer, scheduler)
-            tokens += sum(int(b["attention_mask"].sum()) for b, _, _ in micro)
+            mine, total = share(step)
+            micro = [rows(idx) for idx in mine]
+            step_loss, parts = _step(model, micro, cfg, params, optimizer, scheduler, total, size)
+            step_tokens = sum(int(b["attention_mask"].sum()) for b, _, _ in micro)
+            tokens += _sum_ranks(step_tokens, device) if size > 1 else step_tokens
             history.append(step_loss)
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+            if rank == 0 and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
                 save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1, {})
-            if progress:
+            if progress and rank == 0:
                 seconds = time.perf_counter() - t0
                 speed = tokens / seconds if seconds else 0.0
                 progress(Event("train", step + 1, steps, f"loss {step_loss:.3f}, {speed:.0f} tokens/s",
                                {"loss": step_loss, "parts": parts, "tokens_per_second": speed}))
     finally:
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_disable()
         model.eval()
     tail = history[-10:]
     return TrainResult(
         steps=steps, start_step=start, tokens=tokens, seconds=time.perf_counter() - t0,
-        final_loss=sum(tail) / len(tail) if tail else float("nan"), autocast=use_autocast(cfg.autocast),
+        final_loss=sum(tail) / len(tail) if tail else float("nan"), autocast=use_autocast(cfg.autocast, device),
         history=history,
     )
 
 
-def _step(model, micro: list[tuple], cfg, params, optimizer, scheduler) -> tuple[float, dict]:
+def _step(model, micro: list[tuple], cfg, params, optimizer, scheduler, total: int | None = None,
+          size: int = 1) -> tuple[float, dict]:
     """One optimizer step over its micro-batches (batch, base targets, teacher targets); returns
-    the step's mean loss and the last micro-batch's loss parts."""
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if use_autocast(cfg.autocast) else contextlib.nullcontext()
+    the step's mean loss and the last micro-batch's loss parts. With several ranks, `micro` is
+    this rank's share of the step's `total` micro-batches; the gradients are summed across ranks."""
+    total = total or len(micro)
+    device = model_device(model)
+    ctx = _autocast(cfg.autocast, device)
     step_loss, parts = 0.0, {}
     for batch, targets, teacher in micro:
         with ctx:
             loss, parts = micro_loss(model, batch, cfg, targets, teacher)
-        (loss / len(micro)).backward()
-        step_loss += float(loss.detach()) / len(micro)
+        (loss / total).backward()
+        step_loss += float(loss.detach()) / total
+    if size > 1:
+        step_loss = _all_reduce_grads(params, step_loss, device)
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return step_loss, parts
+
+
+# -- many devices ----------------------------------------------------------------------------------
+def _sum_ranks(value: float, device) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
+    dist.all_reduce(t)
+    return t.item() if isinstance(value, float) else int(t.item())
+
+
+def _all_reduce_grads(params, step_loss: float, device) -> float:
+    """Sum the LoRA gradients (and the step's loss) across ranks, in one flat buffer."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads] + [torch.tensor([step_loss], device=device)])
+    dist.all_reduce(flat)
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
+        offset += n
+    return float(flat[-1])
+
+
+def _object_group():
+    """A gloo group for pickled objects (NCCL moves tensors only)."""
+    import torch.distributed as dist
+
+    global _OBJECTS
+    if _OBJECTS is None:
+        _OBJECTS = dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    return _OBJECTS
+
+
+_OBJECTS = None
+
+
+def _send_job(model, encoded, cfg, seed, checkpoint: Path, teacher, pad: int) -> None:
+    import torch.distributed as dist
+
+    name = model.active_adapter
+    config = model.peft_config[name].to_dict()
+    state = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    job = {"adapter": name, "lora": config, "state": state, "encoded": encoded, "cfg": cfg, "seed": seed,
+           "teacher": teacher, "pad": pad, "checkpoint": checkpoint.read_bytes() if checkpoint.is_file() else None}
+    dist.broadcast_object_list([job], src=0, group=_object_group())
+
+
+def finish_training() -> None:
+    """Rank 0, once its night is over: tell the waiting ranks there is nothing more to train."""
+    import torch.distributed as dist
+
+    rank, size = world()
+    if size > 1 and rank == 0:
+        dist.broadcast_object_list([None], src=0, group=_object_group())
+
+
+def serve_training(load_base) -> int:
+    """Ranks other than 0: train beside rank 0 each time it sends a job, until it says it is done.
+    `load_base()` gives a fresh LoadedModel of the base on this rank's device. Returns the jobs done."""
+    import tempfile
+
+    import torch.distributed as dist
+    from peft import LoraConfig, get_peft_model
+
+    done = 0
+    while True:
+        box = [None]
+        dist.broadcast_object_list(box, src=0, group=_object_group())
+        job = box[0]
+        if job is None:
+            return done
+        loaded = load_base()
+        lora = job["lora"]
+        lora.pop("peft_type", None)
+        model = get_peft_model(loaded.model, LoraConfig(**{k: v for k, v in lora.items()
+                                                             if k in LoraConfig.__dataclass_fields__}),
+                               adapter_name=job["adapter"])
+        params = dict(model.named_parameters())
+        missing = set(job["state"]) ^ {n for n, p in params.items() if p.requires_grad}
+        if missing:
+            raise RuntimeError(f"rank {world()[0]}: the adapter does not match rank 0's: {sorted(missing)[:3]}")
+        with torch.no_grad():
+            for n, t in job["state"].items():
+                params[n].copy_(t)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "checkpoint.pt"
+            if job["checkpoint"] is not None:
+                path.write_bytes(job["checkpoint"])
+            _train(model, job["pad"], job["encoded"], job["cfg"], job["seed"], path, None, job["teacher"])
+        done += 1
