@@ -12,6 +12,7 @@ def test_demo_reads_searches_and_chats(home, cli):
     r = cli("demo")
     assert r.code == 0, r.err
     assert "Lantern Festival" in r.out  # the search step found the sample's festival section
+    assert r.out.startswith("-- wake: read --\n") and "None" not in r.out
     store = Store.open(load_settings().db_path)
     counts = store.counts()
     assert counts["documents"] == 1 and counts["chunks"] >= 1

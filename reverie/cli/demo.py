@@ -37,7 +37,7 @@ def demo(
     """Read a sample document, search it, and chat about it with the current model (--cycle: then
     dream, sleep one night on it and show what the model learned)."""
     rv = reverie(generation={"temperature": 0.0, "max_new_tokens": 64})
-    console.print(rule("wake: read"))
+    rule("wake: read")
     report = rv.read(sample_paths())
     console.print(
         f"read {len(report.new)} new, {len(report.updated)} updated, {len(report.unchanged)} unchanged document(s)"
