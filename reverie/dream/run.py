@@ -205,54 +205,63 @@ def stream(batches: list[tuple[int, list[WorkItem]]], backend, seed: int,
             per_item, generated = drive(items, backend, (seed, "dream", b))
             commit(b, per_item, generated)
         return
-    order = [(b, i, item) for b, items in batches for i, item in enumerate(items)]
-    works = {(b, i): GENERATORS[item.generator].work(item) for b, i, item in order}
-    order_index = {(b, i): item.index for b, i, item in order}
-    results = {b: [[] for _ in items] for b, items in batches}
-    left = {b: len(items) for b, items in batches}
-    tokens = {b: 0 for b, _ in batches}
-    answers: dict[tuple[int, int], list[Generation | None]] = {}  # an item's current step
-    asked: dict[tuple[int, int], int] = defaultdict(int)  # asks an item has made so far
-    queue: list[tuple] = []  # (prompt, params, seed, (batch, item, ask)) not yet started
-    started = 0
+    run = _Streamed(batches, seed, commit)
+    backend.stream(run.pull, run.done)
 
-    def advance(key, sent) -> None:
+
+class _Streamed:
+    """The state of `stream`: each item's generator-side work, its current step's answers, and
+    the queue of asks not yet started. The backend pulls asks as rows free up and reports each
+    finished ask; an item whose step is complete takes its next step, and a batch whose items
+    have all finished is committed."""
+
+    def __init__(self, batches: list[tuple[int, list[WorkItem]]], seed: int, commit):
+        self.seed, self.commit = seed, commit
+        self.order = [(b, i, item) for b, items in batches for i, item in enumerate(items)]
+        self.works = {(b, i): GENERATORS[item.generator].work(item) for b, i, item in self.order}
+        self.index = {(b, i): item.index for b, i, item in self.order}
+        self.results = {b: [[] for _ in items] for b, items in batches}
+        self.left = {b: len(items) for b, items in batches}
+        self.tokens = {b: 0 for b, _ in batches}
+        self.answers: dict[tuple[int, int], list[Generation | None]] = {}  # an item's current step
+        self.asked: dict[tuple[int, int], int] = defaultdict(int)  # asks an item has made so far
+        self.queue: list[tuple] = []  # (prompt, params, seed, (batch, item, ask)) not yet started
+        self.started = 0
+
+    def advance(self, key, sent) -> None:
         b, i = key
         try:
-            wanted = works[key].send(sent)
+            wanted = self.works[key].send(sent)
             while not wanted:  # a step that asks nothing goes on at once
-                wanted = works[key].send([])
+                wanted = self.works[key].send([])
         except StopIteration as stop:
-            results[b][i] = stop.value
-            left[b] -= 1
-            if left[b] == 0:
-                commit(b, results.pop(b), tokens[b])
+            self.results[b][i] = stop.value
+            self.left[b] -= 1
+            if self.left[b] == 0:
+                self.commit(b, self.results.pop(b), self.tokens[b])
             return
-        index = order_index[key]
-        answers[key] = [None] * len(wanted)
+        self.answers[key] = [None] * len(wanted)
         for j, ask in enumerate(wanted):
-            queue.append((ask.prompt, ask.params, derive_seed(seed, "ask", index, asked[key] + j), (b, i, j)))
-        asked[key] += len(wanted)
+            ask_seed = derive_seed(self.seed, "ask", self.index[key], self.asked[key] + j)
+            self.queue.append((ask.prompt, ask.params, ask_seed, (b, i, j)))
+        self.asked[key] += len(wanted)
 
-    def pull(n: int) -> list[tuple]:
-        nonlocal started
-        while len(queue) < n and started < len(order):  # start items only as rows free up
-            b, i, _ = order[started]
-            started += 1
-            advance((b, i), None)
-        taken = queue[:n]
-        del queue[:n]
+    def pull(self, n: int) -> list[tuple]:
+        while len(self.queue) < n and self.started < len(self.order):  # start items only as rows free up
+            b, i, _ = self.order[self.started]
+            self.started += 1
+            self.advance((b, i), None)
+        taken = self.queue[:n]
+        del self.queue[:n]
         return taken
 
-    def done(tag, gen: Generation) -> None:
+    def done(self, tag, gen: Generation) -> None:
         b, i, j = tag
-        step = answers[(b, i)]
+        step = self.answers[(b, i)]
         step[j] = gen
-        tokens[b] += gen.n_tokens
+        self.tokens[b] += gen.n_tokens
         if all(a is not None for a in step):
-            advance((b, i), step)
-
-    backend.stream(pull, done)
+            self.advance((b, i), step)
 
 
 def _count_tokens(backend, texts: list[str], estimates: list[int]) -> list[int]:
