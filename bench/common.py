@@ -38,6 +38,7 @@ SMOKE_ENV = {
     "REVERIE_MODEL__THREADS": "1",
     "REVERIE_GENERATION__MAX_NEW_TOKENS": "12",
     "REVERIE_METER__EMBEDDER": "tfidf",
+    "REVERIE_WAKE__EMBEDDER": "hash",
     "REVERIE_DREAM__MAX_PERPLEXITY": "1e30",  # the tiny model's are near its vocabulary's size (512)
     "REVERIE_DREAM__MIN_PERPLEXITY": "1.0",
     "REVERIE_DREAM__MAX_RARE_RATE": "1.0",

@@ -81,18 +81,37 @@ class Reverie:
             self.store.close()
 
     # -- wake -----------------------------------------------------------------------------------
-    def read(self, paths, progress=None):
-        """Ingest files and folders; see `reverie.wake.reader.read_paths`."""
-        from reverie.wake.reader import read_paths
+    @cached_property
+    def lookup(self):
+        """Hybrid search over the store (reverie.wake.lookup); its embedder loads on first use."""
+        from reverie.wake.lookup import Lookup
+
+        return Lookup(self.store, self.settings.wake, log=self.log)
+
+    def read(self, paths, progress=None, reindex: bool = False):
+        """Ingest files and folders (see `reverie.wake.reader.read_paths`) and embed their new chunks;
+        `reindex`: embed every chunk in the store again first (no paths needed)."""
+        from reverie.wake.reader import ReadReport, read_paths
 
         # Refuse a missing path before the store is created or the tokenizer loaded.
         for path in paths:
             if not Path(path).exists():
                 raise ReverieError(f"no such file or folder: {path}")
-        return read_paths(self.store, paths, self.tokenizer, self.settings.wake, progress=progress, log=self.log)
+        if not paths and not reindex:
+            raise ReverieError("nothing to read: name at least one file or folder (or pass --reindex)")
+        embedded = self.lookup.reindex(progress) if reindex else 0
+        if not paths:
+            return ReadReport(chunks_embedded=embedded)
+        report = read_paths(self.store, paths, self.tokenizer, self.settings.wake, progress=progress, log=self.log,
+                            lookup=self.lookup)
+        report.chunks_embedded += embedded
+        return report
 
-    def search(self, query: str, limit: int = 5):
-        return self.store.search(query, limit)
+    def search(self, query: str, limit: int = 5, progress=None, relevant_only: bool = True):
+        """The best chunks for `query`: BM25 and embeddings fused (reverie.wake.lookup); each hit's
+        `found_by` says which side found it; `relevant_only` (the default): without embedding-only hits below
+        `wake.min_similarity`."""
+        return self.lookup.search(query, limit, progress=progress, relevant_only=relevant_only)
 
     def chat_session(self, conversation_id: int | None = None):
         from reverie.wake.chat import ChatSession
@@ -134,11 +153,13 @@ class Reverie:
 
         return export_user(self.store, user)
 
-    def quiz(self, adapters=(), quiz_file=None, general_text=None, progress=None):
-        """Closed-book quiz, perplexity and probe of the base model, the adapter in use and `adapters`."""
+    def quiz(self, adapters=(), quiz_file=None, general_text=None, progress=None, lookup: bool = False):
+        """Closed-book quiz, perplexity and probe of the base model, the adapter in use and `adapters`;
+        `lookup`: also answered with lookup from the store and with the gold passage (reverie.quiz.run)."""
         from reverie.quiz.run import quiz_models
 
-        return quiz_models(self, adapters, quiz_file=quiz_file, general_text=general_text, progress=progress)
+        return quiz_models(self, adapters, quiz_file=quiz_file, general_text=general_text, progress=progress,
+                           lookup=lookup)
 
     def status(self) -> dict:
         counts = self.store.counts()

@@ -67,7 +67,23 @@ class WakeConfig(_Section):
     chunk_tokens: int = Field(256, ge=16, description="Tokens per stored chunk (window).")
     chunk_overlap: int = Field(32, ge=0, description="Tokens shared by consecutive chunks.")
     max_file_mb: float = Field(20.0, gt=0, description="Files larger than this are refused.")
-    recall_chunks: int = Field(3, ge=0, description="Chunks from the store shown to the model in chat.")
+    recall_chunks: int = Field(
+        1, ge=0, description="Chunks from the store shown to the model in chat (and quiz --lookup); with the 135M "
+        "default one answers best: 30.0% of SQuAD questions against 23.9% with three (BENCHMARKS.md).",
+    )
+    embedder: Literal["auto", "minilm", "hash", "none"] = Field(
+        "auto", description="Chunk embeddings for hybrid search: all-MiniLM-L6-v2 (auto: when installed, else "
+        "hash), hash (shared words only; tests), none (BM25 alone).",
+    )
+    embed_tokens: int = Field(256, ge=8, description="Tokens of a chunk its embedding sees (the rest is cut).")
+    search_candidates: int = Field(50, ge=1, description="Chunks each side (BM25, embeddings) ranks for the fusion.")
+    rrf_k: float = Field(60.0, gt=0.0, description="Reciprocal-rank fusion constant: weight / (rrf_k + rank).")
+    bm25_weight: float = Field(1.0, ge=0.0, description="Weight of the BM25 ranking in the fusion.")
+    embedding_weight: float = Field(1.0, ge=0.0, description="Weight of the embedding ranking in the fusion.")
+    min_similarity: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Cosine below which a chunk is not relevant to a chat turn (none: "
+        "its answer is the model's own); None: the embedder's calibrated value (MiniLM 0.35, hash 0.05).",
+    )
     system_prompt: str = Field(
         "You are a helpful assistant. Answer briefly and truthfully.",
         description="System message for chat.",

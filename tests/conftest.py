@@ -32,6 +32,7 @@ def home(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("REVERIE_HOME", str(h))
     monkeypatch.setenv("REVERIE_MODEL__PATH", str(tiny_model_dir))
     monkeypatch.setenv("REVERIE_GENERATION__MAX_NEW_TOKENS", "12")
+    monkeypatch.setenv("REVERIE_WAKE__EMBEDDER", "hash")  # no MiniLM to load: shared words only
     return h
 
 

@@ -66,7 +66,9 @@ def http(method: str, url: str, body: bytes | dict | None = None, headers: dict 
 
 
 def tiny_settings(home: Path, tiny_model_dir, **env):
-    environ = {"REVERIE_MODEL__PATH": str(tiny_model_dir), "REVERIE_GENERATION__MAX_NEW_TOKENS": "12", **env}
+    # The hashed-words embedder (no MiniLM to load); three notes, as these tests were written for.
+    environ = {"REVERIE_MODEL__PATH": str(tiny_model_dir), "REVERIE_GENERATION__MAX_NEW_TOKENS": "12",
+               "REVERIE_WAKE__EMBEDDER": "hash", "REVERIE_WAKE__RECALL_CHUNKS": "3", **env}
     return load_settings(home=home, environ=environ)
 
 

@@ -21,22 +21,30 @@ _TABLE_ROWS = 20  # a folder full of unsupported files should not scroll the sum
 
 @app.command("read")
 def read_cmd(
-    paths: list[Path] = typer.Argument(..., help="Files (.txt .md .rst .html .pdf) and folders to read."),
+    paths: list[Path] = typer.Argument(None, help="Files (.txt .md .rst .html .pdf) and folders to read."),
+    reindex: bool = typer.Option(
+        False, "--reindex", help="Embed every chunk in the store again (after changing wake.embedder); no paths needed."
+    ),
 ) -> None:
-    """Read documents into memory; unchanged files are recognised and skipped quickly."""
+    """Read documents into memory and embed their chunks for search; unchanged files are recognised
+    and skipped quickly, and a changed file's unchanged chunks keep their embeddings."""
     rv = reverie()
     try:
         with live_progress() as progress:
-            report = rv.read(paths, progress=lambda e: progress(replace(e, detail=_shown(e.detail))))
+            report = rv.read(paths or [], progress=lambda e: progress(replace(e, detail=_shown(e.detail))),
+                             reindex=reindex)
     finally:
         rv.close()
 
-    console.print(
-        f"read {report.read} file(s): {len(report.new)} new, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged; {len(report.skipped)} skipped; "
-        f"{report.chunks_added} chunk(s) added",
-        highlight=False,
-    )
+    if paths:
+        console.print(
+            f"read {report.read} file(s): {len(report.new)} new, {len(report.updated)} updated, "
+            f"{len(report.unchanged)} unchanged; {len(report.skipped)} skipped; "
+            f"{report.chunks_added} chunk(s) added, {report.chunks_embedded} embedded",
+            highlight=False,
+        )
+    else:
+        console.print(f"reindexed: {report.chunks_embedded} chunk(s) embedded", highlight=False)
     if report.skipped:
         table = Table("skipped", "reason", box=None, header_style="bold")
         for path, reason in sorted(report.skipped)[:_TABLE_ROWS]:

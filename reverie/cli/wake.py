@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from reverie.cli.app import app, console, reverie
+from reverie.cli.app import app, console, err_console, live_progress, reverie
 from reverie.errors import ReverieError
 from reverie.store.documents import MARK_END, MARK_START
 
@@ -21,20 +21,28 @@ def highlighted(snippet: str) -> str:
 
 @app.command()
 def search(
-    query: str = typer.Argument(..., help="Words to look for (any may match; BM25 ranks)."),
+    query: str = typer.Argument(..., help="What to look for: words (BM25) and meaning (embeddings), fused."),
     limit: int = typer.Option(5, "--limit", "-n", min=1, help="How many chunks to show."),
 ) -> None:
-    """List the chunks that best match QUERY, with their sources."""
+    """List the chunks that best match QUERY, with their sources and which search found each
+    (bm25, embedding or both)."""
+    if not query.strip():
+        raise ReverieError("empty query")
     rv = reverie()
-    hits = rv.search(query, limit)
+    with live_progress() as progress:
+        hits = rv.search(query, limit, progress=progress, relevant_only=True)
     if not hits:
         console.print("no matches")
         return
     table = Table(show_lines=False)
-    for col in ("#", "score", "source", "chars", "text"):
+    for col in ("#", "score", "found by", "similarity", "source", "chars", "text"):
         table.add_column(col, overflow="fold")
     for i, h in enumerate(hits, 1):
-        table.add_row(str(i), f"{h.score:.2f}", escape(h.source), f"{h.start_char}-{h.end_char}", highlighted(h.snippet))
+        sim = "-" if h.similarity is None else f"{h.similarity:.2f}"
+        score = f"{h.score:.2f}" if h.found_by == "bm25" and h.embedding_rank is None and h.similarity is None \
+            else f"{h.score:.4f}"
+        table.add_row(str(i), score, h.found_by, sim, escape(h.source), f"{h.start_char}-{h.end_char}",
+                      highlighted(h.snippet))
     console.print(table)
 
 
@@ -72,6 +80,7 @@ def chat(
     if prompt is not None:
         turn = session.ask(prompt)
         console.print(turn.answer, markup=False, highlight=False, soft_wrap=True)
+        _mark(turn)
         return
     interactive = sys.stdin.isatty()
     if interactive:
@@ -85,5 +94,16 @@ def chat(
             break
         turn = session.ask(line)
         console.print(f"[bold]model>[/bold] {escape(turn.answer)}", highlight=False, soft_wrap=True)
+        _mark(turn)
     if session.conversation_id is not None:
         console.print(f"[dim]conversation {session.conversation_id} stored[/dim]")
+
+
+def _mark(turn) -> None:
+    """Say where the answer came from: the chunks it was shown, or the model alone."""
+    if turn.from_reading:
+        shown = ", ".join(escape(h.title or h.source) for h in turn.recalled)
+        err_console.print(f"[dim]looked up: {shown}[/dim]", highlight=False)
+    else:
+        err_console.print("[dim]not from your reading: nothing relevant was found; the model's own answer[/dim]",
+                          highlight=False)

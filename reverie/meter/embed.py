@@ -55,6 +55,9 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2: 384-dimensional unit embeddings of the first `max_tokens` tokens."""
 
     name = MINILM_NAME
+    # Cosine above which a chunk is relevant to a question (reverie.wake.lookup): calibrated on
+    # SQuAD dev (bench/lookup_squad.py): questions' best match among passages read vs not read.
+    relevant = 0.35
 
     def __init__(self, path: Path, max_tokens: int = 128, precision: str = "float32", batch_tokens: int = 8192):
         import torch
@@ -110,6 +113,45 @@ class MiniLMEmbedder:
         return out
 
 
+class HashEmbedder:
+    """Lowercased words and word pairs counted in `dim` hashed buckets (blake2b), each weighted by
+    its rarity (7 minus its Zipf frequency, at least 0: "is" and "the" weigh nothing), unit norm: a
+    fixed, deterministic embedding with no model, for tests and smoke runs of hybrid search. It
+    sees shared words only (a text sharing none with another has cosine 0 to it, but for a hash
+    collision), not meaning."""
+
+    name = "hash-1024"
+    relevant = 0.05  # cosine above which a chunk shares a word or two with a short question
+
+    def __init__(self, dim: int = 1024):
+        self.dim = dim
+        self.name = f"hash-{dim}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import hashlib
+        import re
+
+        from reverie.meter.drift import zipf
+
+        weight: dict[str, float] = {}
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = re.findall(r"\w+", text.lower())
+            for w in words:
+                if w not in weight:
+                    weight[w] = max(0.0, 7.0 - zipf(w))
+            features = [(w, weight[w]) for w in words] + [
+                (f"{a} {b}", min(weight[a], weight[b])) for a, b in zip(words, words[1:], strict=False)]
+            for feature, wt in features:
+                if wt <= 0:
+                    continue
+                h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += wt  # unsigned: a collision adds, never cancels a shared word
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out[:, 0] += (norms[:, 0] == 0)  # an empty text gets a direction of its own
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 class TfidfEmbedder:
     """TF-IDF over word 1-2-grams and character 3-5-grams, fitted on the set being measured."""
 
@@ -143,11 +185,14 @@ def make_embedder(
     kind: str = "auto", max_tokens: int = 128, precision: str = "float32",
     warn: Callable[[str], None] | None = None,
 ) -> Embedder:
-    """'minilm' (error if not installed), 'tfidf', or 'auto' (MiniLM when installed, else TF-IDF)."""
-    if kind not in ("auto", "minilm", "tfidf"):
+    """'minilm' (error if not installed), 'tfidf', 'hash' (HashEmbedder), or 'auto' (MiniLM when
+    installed, else TF-IDF)."""
+    if kind not in ("auto", "minilm", "tfidf", "hash"):
         raise ValueError(f"unknown embedder {kind!r}")
     if kind == "tfidf":
         return TfidfEmbedder()
+    if kind == "hash":
+        return HashEmbedder()
     path = minilm_path()
     if path is None:
         if kind == "minilm":

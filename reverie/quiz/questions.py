@@ -6,7 +6,8 @@
     held_out_questions(store)                       # every night's held-out questions
 
 A JSONL line is {"question": "...", "answer": "..."}; `answer` may also be a list of accepted
-answers. Held-out questions are question-answer dreams (qa, cloze, spar: "Q: ...\\nA: ...")
+answers; `context` (the passage that answers it) and its `title` are optional: `reverie quiz
+--lookup` answers with that passage in front of the question too (the open-book ceiling). Held-out questions are question-answer dreams (qa, cloze, spar: "Q: ...\\nA: ...")
 recorded in `night_dreams` with role 'quiz': no night ever trains on them, so they test whether the
 facts came through the other dreams of the same chunk.
 """
@@ -27,6 +28,8 @@ from reverie.errors import ReverieError
 class Question:
     question: str
     answer: str | list[str]
+    context: str | None = None  # the gold passage, when the quiz file gives one (`reverie quiz --lookup`)
+    title: str | None = None  # its title
 
 
 def load_questions(path: Path | str) -> list[Question]:
@@ -48,7 +51,10 @@ def load_questions(path: Path | str) -> list[Question]:
         answer = row["answer"]
         if not isinstance(answer, str) and not (isinstance(answer, list) and all(isinstance(a, str) for a in answer)):
             raise ReverieError(f"{path}:{n}: answer must be a string or a list of strings")
-        out.append(Question(row["question"].strip(), answer))
+        context, title = row.get("context"), row.get("title")
+        if context is not None and not isinstance(context, str) or title is not None and not isinstance(title, str):
+            raise ReverieError(f"{path}:{n}: context and title must be strings")
+        out.append(Question(row["question"].strip(), answer, context or None, title or None))
     if not out:
         raise ReverieError(f"the quiz file {path} has no questions")
     return out

@@ -26,6 +26,15 @@
 
 `quiz_models(rv, adapters)` (what `reverie quiz` runs) measures the base model, the adapter in
 use and any named adapters on one freshly loaded base model.
+
+Lookup (`reverie quiz --lookup`, `retrieve`): the same questions answered two more ways, as chat
+answers (reverie.wake.lookup): with lookup, each question in front of the relevant chunks the
+store's hybrid search recalls for it (none relevant: closed book); and with the gold passage
+alone in front of it, in the same format, when the quiz file gives one (`context`): the open-book
+ceiling. Retrieval recall@k: the share of questions with a gold passage whose passage is among
+the `wake.recall_chunks` best chunks found (a chunk is the passage when nearly all the words of
+the shorter of the two are in the other: a chunk may hold a short passage or part of a long one).
+The retrieval does not depend on the model: it is done once for all of them.
 """
 
 from __future__ import annotations
@@ -59,6 +68,15 @@ class QuizResult:
     probe_kl: float | None = None  # KL(base || this model) per token on the base's probe answers
     retained: float | None = None  # accuracy on earlier nights' held-out questions (None: none asked)
     n_retained: int = 0  # earlier nights' questions asked
+    lookup_accuracy: float | None = None  # with the chunks lookup recalled in front of each question
+    lookup_f1: float | None = None
+    gold_accuracy: float | None = None  # with the gold passage in front (questions that have one)
+    gold_f1: float | None = None
+    n_gold: int = 0  # questions with a gold passage
+    recall_at_k: float | None = None  # share of those whose gold passage was among the k chunks found
+    lookup_k: int | None = None
+    recall_at: dict[int, float] = field(default_factory=dict)  # recall@1, @3, @5 (retrieval alone)
+    lookup_relevant: float | None = None  # share of questions lookup found something relevant for
     seconds: dict[str, float] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)
 
@@ -122,6 +140,7 @@ class Measure:
         general_text: Path | str | Sequence[str] | None = None,
         log: Callable[[str], None] | None = None,
         earlier: Sequence[Question] = (),
+        retrieval: Retrieval | None = None,
     ):
         questions = list(questions)
         self.questions = questions[: cfg.max_questions]
@@ -135,6 +154,7 @@ class Measure:
         self.log = log
         extra = probe_file_prompts(cfg.probe_file, cfg.probe_file_prompts) if cfg.probe_file else []
         self.probe_prompts = list(cfg.probe_prompts) + extra
+        self.retrieval = retrieval  # `retrieve`d for these questions: then lookup and gold answers too
         self.reference: ProbeReference | None = None  # set by the first probe of a model labelled "base"
         self._windows: list[str] | None = None
         self._embedder = None
@@ -168,6 +188,9 @@ class Measure:
             if self.earlier:
                 retained = float(np.mean(scores[new:, 0]))
             answers = answers[:new]
+        looked: dict = {}
+        if self.retrieval is not None and self.questions and quiz:
+            looked = timed("lookup", lambda: self._lookup(backend))
         if self.general_text is not None and rest:
             ppl = timed("perplexity", lambda: perplexity(loaded, self._general(loaded.tokenizer)))
         if self.probe_prompts and rest:
@@ -176,7 +199,23 @@ class Measure:
             vendi, distinct, length = mean.get("vendi"), mean["n_distinct"], mean["answer_tokens"]
             kl = timed("drift", lambda: self._drift(loaded, probed, label))
         return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl,
-                          retained, len(self.earlier) if quiz else 0, seconds, answers)
+                          retained, len(self.earlier) if quiz else 0, **looked, seconds=seconds, answers=answers)
+
+    def _lookup(self, backend) -> dict:
+        """Accuracy and F1 with the recalled chunks, and with the gold passage, in front of each question."""
+        from reverie.wake.lookup import lookup_message, passage
+
+        r = self.retrieval
+        qs = self.questions
+        _, scores = self._quiz(backend, qs, [lookup_message(h, q.question) for h, q in zip(r.shown, qs, strict=False)])
+        out = {"lookup_accuracy": float(np.mean(scores[:, 0])), "lookup_f1": float(np.mean(scores[:, 1])),
+               "recall_at_k": r.recall_at_k, "lookup_k": r.k, "recall_at": r.recall_at, "lookup_relevant": r.relevant}
+        gold = [q for q in qs if q.context]
+        if gold:
+            _, g = self._quiz(backend, gold, [f"{passage(q.title or '', q.context)}\n\n{q.question}" if q.title
+                                              else f"{q.context.strip()}\n\n{q.question}" for q in gold])
+            out.update(gold_accuracy=float(np.mean(g[:, 0])), gold_f1=float(np.mean(g[:, 1])), n_gold=len(gold))
+        return out
 
     def rest_key(self, identity: str) -> str:
         """What the perplexity and probe of a model depend on besides its weights: the same key,
@@ -210,12 +249,14 @@ class Measure:
         figures = {k: rest[k] for k in ("perplexity", "vendi", "n_distinct", "answer_tokens", "probe_kl")}
         return replace(result, **figures)
 
-    def _quiz(self, backend, questions: list[Question]) -> tuple[list[str], np.ndarray]:
-        """Greedy closed-book answers and, per answer, (answer contained, token F1)."""
+    def _quiz(self, backend, questions: list[Question], asked: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """Greedy answers and, per answer, (answer contained, token F1); `asked`: the user messages
+        (default: each question alone, closed book)."""
         from reverie.models import SamplingParams
 
         params = SamplingParams(temperature=0.0, max_new_tokens=self.cfg.max_new_tokens, seed=0)
-        gens = backend.generate([[{"role": "user", "content": q.question}] for q in questions], params)
+        asked = [q.question for q in questions] if asked is None else asked
+        gens = backend.generate([[{"role": "user", "content": a}] for a in asked], params)
         said = [g.text for g in gens]
         scores = np.array([(contained(a, q.answer), token_f1(a, q.answer)) for a, q in zip(said, questions, strict=True)],
                           dtype=float)
@@ -260,6 +301,51 @@ class Measure:
         return self.reference.kl(log_probs)
 
 
+@dataclass
+class Retrieval:
+    """What lookup found for each quiz question (see the module docstring)."""
+
+    k: int
+    shown: list[list]  # per question: the relevant chunks (SearchHits) put in front of it
+    recall_at_k: float | None  # None: no question has a gold passage
+    relevant: float  # share of questions with at least one relevant chunk
+    recall_at: dict[int, float] = field(default_factory=dict)  # recall@1, @3, @5 (and @k) of the gold passage
+
+
+def _words(text: str) -> set[str]:
+    from reverie.answers import normalize
+
+    return set(normalize(text).split())
+
+
+def same_passage(chunk: str, context: str, share: float = 0.9) -> bool:
+    """Whether a chunk is (or is part of, or holds) the passage: nearly all the words of the shorter
+    of the two are in the other."""
+    a, b = _words(chunk), _words(context)
+    return bool(a and b) and len(a & b) >= share * min(len(a), len(b))
+
+
+def retrieve(lookup, questions: Sequence[Question], k: int, progress: Progress | None = None) -> Retrieval:
+    """Look every question up once (`reverie.wake.lookup.Lookup`); recall@k of the gold passages."""
+    from reverie.wake.lookup import recall_query
+
+    lookup.embed_missing(progress)
+    depths = sorted({1, 3, 5, k})
+    shown, found, gold = [], dict.fromkeys(depths, 0), 0
+    for i, q in enumerate(questions, 1):
+        shown.append(lookup.recall(q.question, k).hits)
+        if q.context:
+            gold += 1
+            ranked = lookup.search(q.question, depths[-1], words=recall_query(q.question))
+            first = next((n for n, h in enumerate(ranked, 1) if same_passage(h.text, q.context)), None)
+            for d in depths:
+                found[d] += first is not None and first <= d
+        if progress:
+            progress(Event("lookup", i, len(questions)))
+    return Retrieval(k, shown, found[k] / gold if gold else None, sum(bool(s) for s in shown) / max(1, len(shown)),
+                     {d: found[d] / gold for d in depths} if gold else {})
+
+
 def own_text(store) -> list[str] | None:
     """The base model's held-out paragraphs a night measures forgetting on (reverie.sleep.night.own_text)."""
     import json
@@ -282,8 +368,10 @@ def quiz_models(
     quiz_file: Path | str | None = None,
     general_text: Path | str | None = None,
     progress: Progress | None = None,
+    lookup: bool = False,
 ) -> list[QuizResult]:
-    """Measure the base model, the adapter in use (if any) and the named adapters, in that order.
+    """Measure the base model, the adapter in use (if any) and the named adapters, in that order;
+    `lookup`: answered with lookup and with the gold passage too (see the module docstring).
 
     Questions: `quiz_file`, else `quiz.file`, else every night's held-out questions."""
     from reverie.models.lora import activate, attach, registered
@@ -300,7 +388,10 @@ def quiz_models(
     for row in rows:
         loaded = attach(loaded, row)
     general = general_text or cfg.quiz.general_text or own_text(store)
-    measure = Measure(questions, cfg.quiz, cfg.meter, general, log=rv.log)
+    retrieval = None
+    if lookup:
+        retrieval = retrieve(rv.lookup, questions[: cfg.quiz.max_questions], max(1, cfg.wake.recall_chunks), progress)
+    measure = Measure(questions, cfg.quiz, cfg.meter, general, log=rv.log, retrieval=retrieval)
     results = []
     for name in [None, *(r["name"] for r in rows)]:
         with activate(loaded.model, name):

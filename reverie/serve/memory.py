@@ -3,9 +3,9 @@
 Everything here runs on the server's one store thread (SQLite connections belong to the thread
 that opened them; the tokenizer is encoded from this thread only, the model thread decodes).
 
-Recall, as `reverie chat` does it: the last user message, minus very common words, is searched
-in the store (FTS5/BM25) and the best `wake.recall_chunks` chunks are appended to the system
-message as numbered notes. The response lists them as `citations` (source, title, character
+Recall, as `reverie chat` does it (reverie.wake.lookup): the last user message is looked up in
+the store (BM25 and embeddings, fused; chunks below `wake.min_similarity` are not relevant) and
+the best `wake.recall_chunks` chunks are appended to the system message as numbered notes. The response lists them as `citations` (source, title, character
 span in the document) and says which ones the answer cites with an `[n]` marker: a small model
 often cites nothing, and markers are never added to its text.
 
@@ -41,8 +41,9 @@ from reverie.serve.auth import Caller, LazyStore
 from reverie.serve.protocol import ApiError, ChatRequest, DocumentRequest, Sampled
 from reverie.store.documents import SearchHit
 from reverie.store.users import SENT, adapter_key, conversation_source, scoped_source, unscoped_source
-from reverie.wake.chat import notes_block, recall_query
+from reverie.wake.chat import notes_block
 from reverie.wake.chunking import chunk_spans
+from reverie.wake.lookup import Lookup
 
 BASE, CURRENT = "reverie-base", "reverie"
 CITE = "\nWhen a note helps, cite it by its number in brackets, like [1]."
@@ -150,14 +151,20 @@ class Memory(LazyStore):
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    @property
+    def lookup(self) -> Lookup:
+        """Hybrid search over this thread's store connection (its embedder is made on first use)."""
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None or lookup.store is not self.store:
+            old = lookup.__dict__.get("embedder") if lookup is not None else None
+            lookup = self.__dict__["_lookup"] = Lookup(self.store, self.settings.wake, embedder=old)
+        return lookup
+
     def _recall(self, text: str, caller: Caller, skip: int | None) -> list[SearchHit]:
-        """What the caller may recall (reverie.store.users), but the conversation it continues."""
-        k = self.settings.wake.recall_chunks
-        query = recall_query(text)
-        if not k or not query:
-            return []
+        """What the caller may recall (reverie.store.users), but the conversation it continues;
+        nothing when no chunk is relevant."""
         skipped = conversation_source(skip) if skip is not None else None
-        return [h for h in self.store.search(query, k + 1, caller.user_id) if h.source != skipped][:k]
+        return self.lookup.recall(text, user_id=caller.user_id, skip_source=skipped).hits
 
     def _chat_prompt(self, messages: list[tuple[str, str]], hits: list[SearchHit]) -> str:
         notes = notes_block(hits) + (CITE if hits else "")

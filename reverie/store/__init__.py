@@ -4,7 +4,7 @@
     store.counts()  # {'documents': ..., 'chunks': ..., ...}
 
 Access is grouped by table in small modules (documents, conversations, dreams, nights,
-adapters, meters, users); `Store` combines them over one connection.
+adapters, meters, users, vectors); `Store` combines them over one connection.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from reverie.store.dreams import DreamsMixin
 from reverie.store.meters import MetersMixin
 from reverie.store.nights import NightsMixin
 from reverie.store.users import UsersMixin
+from reverie.store.vectors import VectorsMixin
 
 COUNTED = ("documents", "chunks", "conversations", "messages", "dreams", "nights", "adapters")
 
 
 class Store(DocumentsMixin, ConversationsMixin, DreamsMixin, DreamRunsMixin, NightsMixin, AdaptersMixin, MetersMixin,
-            UsersMixin):
+            UsersMixin, VectorsMixin):
     def __init__(self, conn: sqlite3.Connection, path: Path | str = ":memory:"):
         self.conn = conn
         self.path = Path(path)

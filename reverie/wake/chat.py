@@ -1,30 +1,25 @@
 """Chat with the current model; every turn is stored, and relevant memories are recalled.
 
-Recall: before answering, the user's words (minus very common ones) are searched in the store
-(FTS5/BM25) and the best `wake.recall_chunks` chunks are put in the system message, so the model
-can look facts up in what it read. The chunk ids recalled, the sampling parameters and the seed
-are stored with each answer.
+Recall (reverie.wake.lookup): before answering, the turn is looked up in the store (BM25 and
+embeddings, fused) and the best `wake.recall_chunks` chunks that are relevant (cosine at least
+`wake.min_similarity`) are put in front of the question in the user message, in the fixed format
+of `lookup_message` (each chunk as `# title` and its text, then the question), so the model can
+look facts up in what it read. Earlier turns are kept as they were said, without their chunks.
+When nothing relevant is found, the answer is the model's own: the turn is marked
+`from_reading: false`. The chunk ids used, the sampling parameters and the seed are stored with
+each answer.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 
 from reverie.models.backend import Generation, SamplingParams
 from reverie.store.documents import SearchHit
+from reverie.wake.lookup import lookup_message, recall_query
 
-# Words this common carry no topic; searching for them would recall anything at all.
-_COMMON_ZIPF = 5.5
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def recall_query(text: str) -> str:
-    from reverie.meter.drift import zipf
-
-    words = [w for w in _WORD.findall(text) if zipf(w.lower()) < _COMMON_ZIPF]
-    return " ".join(words)
+__all__ = ["ChatSession", "ChatTurn", "lookup_message", "notes_block", "recall_query"]
 
 
 def notes_block(hits: list[SearchHit]) -> str:
@@ -42,6 +37,7 @@ class ChatTurn:
     recalled: list[SearchHit] = field(default_factory=list)
     conversation_id: int = 0
     seconds: float = 0.0
+    from_reading: bool = False  # False: nothing relevant was recalled; the answer is the model's own
 
 
 class ChatSession:
@@ -56,9 +52,6 @@ class ChatSession:
         if conversation_id is not None:
             rows = self.store.messages(conversation_id)
             self.history = [{"role": r["role"], "content": r["content"]} for r in rows if r["role"] != "system"]
-
-    def _system(self, hits: list[SearchHit]) -> str:
-        return self.settings.wake.system_prompt + notes_block(hits)
 
     def _fit(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[dict[str, str]]:
         """Drop the oldest turns until the prompt fits the model's context."""
@@ -81,11 +74,11 @@ class ChatSession:
         backend = self.rv.backend  # load the model before opening a conversation
         if self.conversation_id is None:
             self.conversation_id = self.store.new_conversation(model=backend.identity, title=text[:80])
-        k = self.settings.wake.recall_chunks
-        query = recall_query(text)
-        hits = self.store.search(query, k) if (k and query) else []
+        recalled = self.rv.lookup.recall(text)
+        hits = recalled.hits
         params = SamplingParams.from_config(self.settings.generation, **sampling).resolved()
-        messages = [{"role": "system", "content": self._system(hits)}, *self.history, {"role": "user", "content": text}]
+        messages = [{"role": "system", "content": self.settings.wake.system_prompt}, *self.history,
+                    {"role": "user", "content": lookup_message(hits, text)}]
         messages = self._fit(messages, params.max_new_tokens)
         self.store.add_message(self.conversation_id, "user", text)
         t0 = time.perf_counter()
@@ -99,10 +92,13 @@ class ChatSession:
                 "model": backend.identity,
                 "sampling": params.as_dict(),
                 "recalled_chunk_ids": [h.chunk_id for h in hits],
+                "recalled": [{"chunk_id": h.chunk_id, "source": h.source, "found_by": h.found_by,
+                              "similarity": None if h.similarity is None else round(h.similarity, 4)} for h in hits],
+                "from_reading": recalled.relevant,
                 "tokens": gen.n_tokens,
                 "finish_reason": gen.finish_reason,
                 "seconds": round(seconds, 3),
             },
         )
         self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": gen.text}]
-        return ChatTurn(gen.text, gen, hits, self.conversation_id, seconds)
+        return ChatTurn(gen.text, gen, hits, self.conversation_id, seconds, recalled.relevant)

@@ -18,7 +18,9 @@ Rules, so that a command line can never do half of what it was asked silently:
 - Each document is written in one transaction (`Store.put_document`): a kill leaves every
   document either complete or absent. An unchanged file (same SHA-256 of its bytes) is
   recognised before extraction and tokenization, so reading a folder again is cheap; a changed
-  one has its chunks replaced.
+  one has its chunks replaced; the vectors of its unchanged chunks are kept, and only new or
+  changed chunks are embedded (after every file is written: a kill before leaves chunks without a
+  vector, which the next read or search embeds).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class ReadReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[str] = field(default_factory=list)
     chunks_added: int = 0
+    chunks_embedded: int = 0  # chunks given a vector: the changed ones, and any read without one
 
     @property
     def read(self) -> int:
@@ -104,10 +107,13 @@ def read_paths(
     wake_cfg: WakeConfig,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
+    lookup=None,
 ) -> ReadReport:
     """Read files and folders into `store`; see the module docstring for the rules.
 
     `progress(Event('read', done, total, path))` after each file (reverie.progress); `log(msg)` gets each warning.
+    `lookup` (reverie.wake.lookup.Lookup): then every chunk without a vector is embedded
+    (Event('embed', ...)), changed and new chunks and any a store read before had none for.
     Raises ReverieError for the errors listed in the module docstring.
     """
     check_window(wake_cfg.chunk_tokens, wake_cfg.chunk_overlap)
@@ -133,6 +139,8 @@ def read_paths(
     for folder, count in run.read_in.items():
         if count == 0:
             raise run.nothing_readable(folder)
+    if lookup is not None:
+        report.chunks_embedded = lookup.embed_missing(progress)
     return report
 
 
