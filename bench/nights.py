@@ -288,11 +288,16 @@ class ReverieArm:
         folder.mkdir(parents=True, exist_ok=True)
         for i, p in enumerate(day):
             (folder / f"{i}.md").write_text(document(p), encoding="utf-8")
-        rv.read([folder])
-        result = rv.sleep(budget=self.bench.args.budget * len(day))
-        trained = [r["text"] for r in records.night_dreams(rv.store, result.night_id, ("train",))]
+        finished = [r for r in rv.store.nights() if r["finished_at"]]
+        if len(finished) >= night:  # slept before a kill that came before this night was measured
+            night_id, status = finished[night - 1]["id"], finished[night - 1]["status"]
+        else:
+            rv.read([folder])
+            result = rv.sleep(budget=self.bench.args.budget * len(day))
+            night_id, status = result.night_id, result.status
+        trained = [r["text"] for r in records.night_dreams(rv.store, night_id, ("train",))]
         rv.store.close()
-        return trained, result.status == "kept"
+        return trained, status == "kept"
 
     def model(self):
         from reverie.models.lora import attach, registered
