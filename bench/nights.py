@@ -134,15 +134,18 @@ def finish(study: dict, report: Path | None, as_markdown: bool = False) -> dict:
 
 
 def markdown(study: dict) -> str:
-    """One row per night and arm: accuracy (all read, first night's), perplexity, the probe, the
-    training set's distinct-2 and self-BLEU, the verdict."""
+    """Rows for nights 1, 5 and the last of each arm: accuracy (all read, first night's),
+    perplexity, the probe, the training set's distinct-2 and self-BLEU, the verdict."""
     base = study["base"]
     lines = ["| arm | night | kept | accuracy, all read | first night's passages | WikiText ppl | probe Vendi | "
              "probe distinct-2 | train distinct-2 | train self-BLEU |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
              f"| base | 0 | | {base['accuracy_all']:.1%} | {base['accuracy_first']:.1%} | {base['perplexity']:.2f} | "
              f"{base['vendi']:.2f} | {base['distinct_2']:.3f} | | |"]
     for arm, rows in study["arms"].items():
+        shown = {1, 5, len(rows)}  # the first night, the middle and the last (the page has every night)
         for r in rows:
+            if r["night"] not in shown:
+                continue
             t = r.get("train_meter") or {}
             lines.append(
                 f"| {arm} | {r['night']} | {'yes' if r.get('kept') else 'no'} | {r['accuracy_all']:.1%} | "

@@ -2,7 +2,7 @@
 and opened in headless Chromium with the network blocked.
 
     python -m pytest -q tests/test_report.py
-    python -m tests.test_report docs/report.png   # the README's screenshot, from the same home
+    python -m tests.test_report /tmp/report.png   # a screenshot of the test home of six nights
 
 The browser test needs Debian's `chromium` (`make browser` installs it); without it, it skips.
 """
