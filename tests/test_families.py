@@ -74,6 +74,8 @@ def test_each_family_runs_a_night_through_the_cli(family, family_dirs, home, cli
     assert (r := cli("quiz", "--quiz", quiz, "--adapter", "night-1")).code == 0, r.err
     assert "night-1" in r.out
     assert (r := cli("chat", "-p", "What was built in 1852?")).code == 0, r.err  # a system turn, whatever the template
+    # a second turn: the history is fitted to the context in the model's own template (Gemma refuses a system turn)
+    assert (r := cli("chat", "--continue", "1", "-p", "And in 1853?")).code == 0, r.err
     out = tmp_path / "merged"
     assert (r := cli("merge", "night-1", "--out", out)).code == 0, r.err
     merged = load_model(str(out), tmp_path / "models", threads=1)

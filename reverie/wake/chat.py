@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from reverie.models.backend import Generation, SamplingParams
+from reverie.models.backend import Generation, SamplingParams, format_chat
 from reverie.store.documents import SearchHit
 from reverie.wake.lookup import lookup_message, recall_query
 
@@ -58,8 +58,8 @@ class ChatSession:
         tok = self.rv.tokenizer
         limit = getattr(self.rv.loaded.model.config, "max_position_embeddings", 2048) - max_new_tokens
         while len(messages) > 2:
-            ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
-            n = len(ids["input_ids"]) if isinstance(ids, dict) or hasattr(ids, "keys") else len(ids)
+            # the model's own template, as generation formats it (a system turn folded in where refused)
+            n = len(tok(format_chat(tok, messages), add_special_tokens=False)["input_ids"])
             if n <= limit:
                 break
             messages = [messages[0]] + messages[3:]  # drop the oldest user+assistant pair
