@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_families import DOC, QUIZ
+from test_families import reading
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +35,7 @@ def test_two_gloo_ranks_train_the_single_process_adapter(home, cli, tmp_path, mo
         "quiz: {probe_prompts: ['Tell me a joke.'], probe_n: 2, probe_max_new_tokens: 4, max_new_tokens: 4,\n"
         "       own_text_paragraphs: 2, perplexity_tokens: 64}\n",
         encoding="utf-8")
-    doc = tmp_path / "vell.md"
-    doc.write_text(DOC, encoding="utf-8")
-    quiz = tmp_path / "quiz.jsonl"
-    quiz.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUIZ), encoding="utf-8")
+    doc, quiz = reading(tmp_path)
     assert cli("read", doc).code == 0
     assert cli("dream", "--generators", "cloze", "--budget", "200", "--docs", "all").code == 0
     twin = tmp_path / "twin"

@@ -22,6 +22,16 @@ QUIZ = [("The lighthouse of Vell Harbour was built in what year by Mara Quill?",
 ENGINE = {"llama": True, "qwen2": True, "mistral": True, "gemma": False}
 
 
+
+def reading(folder):
+    """(the document, its quiz file) written under `folder`."""
+    doc = folder / "vell.md"
+    doc.write_text(DOC, encoding="utf-8")
+    quiz = folder / "quiz.jsonl"
+    quiz.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUIZ), encoding="utf-8")
+    return doc, quiz
+
+
 @pytest.fixture(autouse=True)
 def _one_thread(one_thread):
     """Every test here on one torch thread (conftest.one_thread)."""
@@ -53,10 +63,7 @@ def test_each_family_runs_a_night_through_the_cli(family, family_dirs, home, cli
         "quiz: {probe_prompts: ['Tell me a joke.'], probe_n: 2, probe_max_new_tokens: 4, max_new_tokens: 4,\n"
         "       own_text_paragraphs: 2, perplexity_tokens: 64}\n",
         encoding="utf-8")
-    doc = tmp_path / "vell.md"
-    doc.write_text(DOC, encoding="utf-8")
-    quiz = tmp_path / "quiz.jsonl"
-    quiz.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in QUIZ), encoding="utf-8")
+    doc, quiz = reading(tmp_path)
 
     assert (r := cli("read", doc)).code == 0, r.err
     assert (r := cli("dream", "--generators", "cloze", "--budget", "200", "--docs", "all")).code == 0, r.err
