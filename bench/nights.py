@@ -41,6 +41,7 @@ measured by each, with the same seed and figures):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -355,8 +356,8 @@ class SelfTraining:
 
         loaded = self._loaded()
         seed = self.bench.args.seed * 1000 + night
-        params = SamplingParams.from_config(self.bench.settings.generation, max_new_tokens=baseline.MAX_NEW_TOKENS)
-        params = params.__class__(**{**params.as_dict(), "seed": seed})
+        params = dataclasses.replace(SamplingParams.from_config(self.bench.settings.generation,
+                                                                max_new_tokens=baseline.MAX_NEW_TOKENS), seed=seed)
         asked = [baseline.prompt(document(p)) for p in day for _ in range(self.bench.args.samples)]
         loaded.model.eval()
         written = [g.text.strip() for g in TransformersBackend(loaded, batch_size=16).generate(asked, params)]

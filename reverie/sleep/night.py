@@ -444,8 +444,9 @@ def own_text(ctx, loaded, quiz_cfg) -> list[str]:
     nothing was kept unmeasured; the base model's own writing is what a night must not forget."""
     from reverie.quiz.run import own_text as stored
 
-    if stored(ctx.store):
-        return stored(ctx.store)
+    texts = stored(ctx.store)
+    if texts:
+        return texts
     from reverie.models.lora import activate
     from reverie.sleep.self_replay import write_general
 
