@@ -143,10 +143,11 @@ class DreamConfig(_Section):
     )
     min_words: int = Field(4, ge=1, description="Dreams with fewer words are dropped.")
     baseline: bool = Field(True, description="Also sample the naive baseline and show its meter next to the dreams'.")
-    backend: Literal["transformers", "openai", "llamacpp"] = Field(
+    backend: Literal["transformers", "openai", "llamacpp", "vllm"] = Field(
         "transformers",
         description="Who generates dreams: the local model (transformers), an OpenAI-compatible server "
-        "(vLLM, llama.cpp server) at `endpoint`, or llama-cpp-python on a .gguf model (the llamacpp extra).",
+        "(vLLM, llama.cpp server) at `endpoint`, llama-cpp-python on a .gguf model (the llamacpp extra), or "
+        "vLLM in this process with the adapter in use as a LoRA request (the vllm extra).",
     )
     endpoint: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
     api_model: str | None = Field(None, description="Model name sent to the server; default: the server's first model.")

@@ -382,6 +382,15 @@ def make_backend(ctx: DreamContext) -> Backend:
         from reverie.models.openai_http import OpenAIBackend
 
         return OpenAIBackend(cfg.endpoint, model=cfg.api_model, batch_size=cfg.batch_size)
+    if cfg.backend == "vllm":  # the model and adapter in use that the local backend would load
+        from reverie.models.loading import model_identity, resolve_model_path
+        from reverie.models.lora import registered
+        from reverie.models.vllm_backend import VLLMBackend
+
+        path = resolve_model_path(ctx.settings.model.path, ctx.settings.models_dir, log=ctx.log)
+        identity, name = model_identity(path), ctx.store.get_state("adapter")
+        adapter = registered(ctx.store, name, identity) if name else None
+        return VLLMBackend(path, adapter, seed=ctx.settings.generation.seed or 0, identity=identity)
     if cfg.backend == "llamacpp":
         from reverie.models.llamacpp import LlamaCppBackend
 
