@@ -9,6 +9,8 @@ into a fresh home with the default model (or --model), and asks their questions 
 relevant chunks hybrid search recalls, in front of the question, as chat puts them), and with the
 gold passage alone in front of it in the same format. Reports accuracy (answer contained) and token
 F1 of each, retrieval recall@k of the gold passage (k = wake.recall_chunks), and lookup / gold.
+`--adapter FOLDER` (a kept night's adapter, e.g. from `bench/sleep_seal.py --home H`: H/adapters/night-1)
+measures it too, beside the base model: does what sleep learned add on top of lookup?
 
 Threshold calibration (wake.min_similarity): the best cosine similarity found for each question
 of the passages read, and for each question of `--unread` passages that were not read; reports
@@ -29,6 +31,16 @@ import common  # bench/ is on the path: run as a script
 import numpy as np
 
 
+def use_adapter(rv, folder: Path) -> None:
+    """Register a saved adapter in the fresh home and put it in use, as `reverie use` would."""
+    from reverie.models.lora import check_dir, read_meta
+
+    base = read_meta(folder).get("base_model") or ""
+    check_dir(folder, base)
+    rv.store.add_adapter("kept", str(folder.resolve()), base, None, "kept", {"from": str(folder)})
+    rv.store.set_state("adapter", "kept")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="squad_dev_200.json (a list of passages with questions)")
@@ -38,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=None, help="chunks looked up per question (default wake.recall_chunks)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
     ap.add_argument("--max-questions", type=int, default=100000)
+    ap.add_argument("--adapter", type=Path, default=None,
+                    help="a kept adapter's folder (e.g. a bench/sleep_seal.py night's) measured beside the base model")
     ap.add_argument("--out", type=Path, default=Path("bench/out/lookup_squad.json"))
     args = common.parse(ap, argv, lambda d: {"data": d.squad, "passages": 3, "unread": 1, "out": None})
     import torch
@@ -63,6 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     rv.read([docs], progress=progress)
     read_s = time.perf_counter() - t0
+    if args.adapter:
+        use_adapter(rv, args.adapter)
 
     # Calibration: the best similarity for questions of passages read and not read.
     lookup = rv.lookup
@@ -79,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     calibration = calibrate(inside, outside, lookup.threshold)
 
     t0 = time.perf_counter()
-    [base, *rest] = quiz_models(rv, quiz_file=quiz, progress=progress, lookup=True)
+    [base, *rest] = quiz_models(rv.store, rv.settings, rv.load_base, quiz_file=quiz, progress=progress,
+                                 lookup=rv.lookup, log=rv.log)
     quiz_s = time.perf_counter() - t0
     rows = {}
     for r in [base, *rest]:

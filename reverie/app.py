@@ -158,8 +158,9 @@ class Reverie:
         `lookup`: also answered with lookup from the store and with the gold passage (reverie.quiz.run)."""
         from reverie.quiz.run import quiz_models
 
-        return quiz_models(self, adapters, quiz_file=quiz_file, general_text=general_text, progress=progress,
-                           lookup=lookup)
+        return quiz_models(self.store, self.settings, self.load_base, adapters, quiz_file=quiz_file,
+                           general_text=general_text, progress=progress, lookup=self.lookup if lookup else None,
+                           log=self.log)
 
     def status(self) -> dict:
         counts = self.store.counts()

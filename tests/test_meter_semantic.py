@@ -135,7 +135,7 @@ def test_minilm_bfloat16_agrees_with_float32():
 def test_minilm_matches_sentence_transformers_output():
     # sentence-transformers' embedding of "hello world" with all-MiniLM-L6-v2 (first four dimensions):
     # mean pooling + normalisation done here must reproduce it.
-    x = make_embedder("minilm").encode(["hello world"])[0]
+    x = make_embedder("minilm", precision="float32").encode(["hello world"])[0]
     assert x[:4] == pytest.approx([-0.03448, 0.03102, 0.00674, 0.02611], abs=2e-4)
 
 
@@ -144,9 +144,18 @@ def test_fused_cpu_encoder_equals_the_plain_transformers_model():
     import torch
     from transformers import AutoModel
 
-    fused = MiniLMEmbedder(minilm_path())
+    fused = MiniLMEmbedder(minilm_path(), precision="float32")
     assert fused.fused == torch.backends.mkldnn.is_available()
-    plain = MiniLMEmbedder(minilm_path())
+    plain = MiniLMEmbedder(minilm_path(), precision="float32")
     plain.model = AutoModel.from_pretrained(minilm_path(), add_pooling_layer=False).eval()  # unfused
     texts = ["The cat sat on the mat.", "A much longer sentence " * 10, "short"]
     assert np.abs(fused.encode(texts) - plain.encode(texts)).max() < 1e-5
+
+
+@needs_minilm
+def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it():
+    from reverie.models.loading import native_bf16
+
+    emb = MiniLMEmbedder(minilm_path())  # precision "auto", the default
+    assert emb.precision == ("bfloat16" if native_bf16() else "float32")
+    assert emb.fused == (emb.precision == "float32" and emb.fused)

@@ -12,7 +12,9 @@ Speed (CPU): texts are tokenised once, truncated to `max_tokens`, sorted by leng
 a token budget so batches carry almost no padding, and run under `torch.inference_mode()` with
 the matmul epilogues (bias, GELU, residual add) fused by oneDNN (`reverie.meter.cpu_fusion`).
 `precision="bfloat16"` autocasts the matmuls; it only pays on CPUs with native bf16 (AVX512-BF16
-or AMX): without them oneDNN emulates it and it is 3-4x slower than float32 (see BENCHMARKS.md).
+or AMX): 1.75x float32 on the AVX512-BF16 development CPU (cosine to the float32 embedding at least
+0.9999); without it oneDNN emulates bf16, 3-4x slower than float32. `"auto"` (the default) takes
+bfloat16 where the CPU has it, else float32.
 
 Fallback: without the package, `TfidfEmbedder` embeds each text as TF-IDF over word 1-2-grams and
 character 3-5-grams (within word boundaries), the two halves L2-normalised and joined. Cosine
@@ -59,7 +61,7 @@ class MiniLMEmbedder:
     # SQuAD dev (bench/lookup_squad.py): questions' best match among passages read vs not read.
     relevant = 0.35
 
-    def __init__(self, path: Path, max_tokens: int = 128, precision: str = "float32", batch_tokens: int = 8192):
+    def __init__(self, path: Path, max_tokens: int = 128, precision: str = "auto", batch_tokens: int = 8192):
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -72,6 +74,10 @@ class MiniLMEmbedder:
         # No pooler: sentence embeddings are the mean of the token states, not BERT's [CLS] head.
         self.model = AutoModel.from_pretrained(path, dtype=torch.float32, add_pooling_layer=False).eval()
         self.max_tokens = max_tokens
+        if precision == "auto":
+            from reverie.models.loading import native_bf16
+
+            precision = "bfloat16" if native_bf16() else "float32"
         self.precision = precision
         self.batch_tokens = batch_tokens
         # float32 runs with oneDNN-fused matmul epilogues (same arithmetic, fewer memory passes);
@@ -182,7 +188,7 @@ class TfidfEmbedder:
 
 
 def make_embedder(
-    kind: str = "auto", max_tokens: int = 128, precision: str = "float32",
+    kind: str = "auto", max_tokens: int = 128, precision: str = "auto",
     warn: Callable[[str], None] | None = None,
 ) -> Embedder:
     """'minilm' (error if not installed), 'tfidf', 'hash' (HashEmbedder), or 'auto' (MiniLM when

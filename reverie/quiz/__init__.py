@@ -2,7 +2,7 @@
 length and drift from the base model.
 
     from reverie.quiz.run import quiz_models
-    results = quiz_models(rv, adapters=["night-3"], quiz_file="quiz.jsonl")   # base, in use, named
+    results = quiz_models(rv.store, rv.settings, rv.load_base, adapters=["night-3"], quiz_file="quiz.jsonl")
 
 Modules: score (SQuAD normalisation, answer contained, token F1), questions (JSONL files and
 held-out dream questions), run (measuring one model: quiz, perplexity, probe, KL from the base). From the command

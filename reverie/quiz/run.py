@@ -24,8 +24,8 @@
   cut, so at `quiz.probe_temperature` 1 (the default) they are draws from the base model itself
   and the mean estimates the KL; at other temperatures it is a proxy.
 
-`quiz_models(rv, adapters)` (what `reverie quiz` runs) measures the base model, the adapter in
-use and any named adapters on one freshly loaded base model.
+`quiz_models(store, settings, load_base, adapters)` (what `reverie quiz` runs) measures the base
+model, the adapter in use and any named adapters on one freshly loaded base model.
 
 Lookup (`reverie quiz --lookup`, `retrieve`): the same questions answered two more ways, as chat
 answers (reverie.wake.lookup): with lookup, each question in front of the relevant chunks the
@@ -363,35 +363,39 @@ def perplexity(loaded, texts: Sequence[str]) -> float:
 
 
 def quiz_models(
-    rv,
+    store,
+    settings,
+    load_base: Callable[[], object],
     adapters: Sequence[str] = (),
     quiz_file: Path | str | None = None,
     general_text: Path | str | None = None,
     progress: Progress | None = None,
-    lookup: bool = False,
+    lookup=None,
+    log: Callable[[str], None] | None = None,
 ) -> list[QuizResult]:
-    """Measure the base model, the adapter in use (if any) and the named adapters, in that order;
-    `lookup`: answered with lookup and with the gold passage too (see the module docstring).
+    """Measure the base model, the adapter in use (if any) and the named adapters, in that order, on
+    one fresh copy of the base model (`load_base()`); `lookup` (the store's reverie.wake.lookup.Lookup):
+    answered with lookup and with the gold passage too (see the module docstring).
 
     Questions: `quiz_file`, else `quiz.file`, else every night's held-out questions."""
     from reverie.models.lora import activate, attach, registered
     from reverie.quiz.questions import held_out_questions, load_questions
 
-    cfg, store = rv.settings, rv.store
-    file = quiz_file or cfg.quiz.file
+    file = quiz_file or settings.quiz.file
     questions = load_questions(file) if file else held_out_questions(store)
     if not questions:
         raise ReverieError("no quiz questions: pass --quiz FILE (JSONL of question/answer) or sleep a night first")
-    loaded = rv.load_base()
+    loaded = load_base()
     names = list(dict.fromkeys(([store.get_state("adapter")] if store.get_state("adapter") else []) + list(adapters)))
     rows = [registered(store, name, loaded.identity) for name in names]
     for row in rows:
         loaded = attach(loaded, row)
-    general = general_text or cfg.quiz.general_text or own_text(store)
+    general = general_text or settings.quiz.general_text or own_text(store)
     retrieval = None
-    if lookup:
-        retrieval = retrieve(rv.lookup, questions[: cfg.quiz.max_questions], max(1, cfg.wake.recall_chunks), progress)
-    measure = Measure(questions, cfg.quiz, cfg.meter, general, log=rv.log, retrieval=retrieval)
+    if lookup is not None:
+        retrieval = retrieve(lookup, questions[: settings.quiz.max_questions], max(1, settings.wake.recall_chunks),
+                             progress)
+    measure = Measure(questions, settings.quiz, settings.meter, general, log=log, retrieval=retrieval)
     results = []
     for name in [None, *(r["name"] for r in rows)]:
         with activate(loaded.model, name):

@@ -50,16 +50,22 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from reverie.models.loading import native_bf16
 from reverie.progress import Event, Progress
 from reverie.sleep.checkpoint import load_checkpoint, save_checkpoint
 from reverie.sleep.data import IGNORE, Encoded, batches
 from reverie.sleep.regularisers import Targets, entropy, entropy_floor, kl_to_base, kl_top, rest_log_mass
+
+# transformers 5 renames forward's `past_key_values` to `cache` and warns at every step; older
+# releases (>= 4.45 is supported) know only the old name, so it stays, without the warning.
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 
 MIN_PREFIX = 8  # shared tokens worth a separate pass (reverie.sleep.train.shared_prefix)
 # (first, with cached base targets: {"stage", "done", "total"} while they are computed)
@@ -78,16 +84,6 @@ class TrainResult:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
-
-
-def native_bf16() -> bool:
-    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX-BF16)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def use_autocast(mode: str, device=None) -> bool:
@@ -342,9 +338,7 @@ def _train(model, pad: int, encoded, cfg, seed: int, checkpoint: Path, progress,
     taught = [t is not None for t in teacher]
     plan = batches([len(e.ids) for e in encoded], cfg.batch_tokens, seed, cfg.epochs)
     steps = math.ceil(len(plan) / cfg.grad_accum)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(steps, cfg.warmup, cfg.schedule))
+    params, optimizer, scheduler = _optimizer(model, cfg, steps)
     torch.manual_seed(seed)
     start, _ = load_checkpoint(checkpoint, model, optimizer, scheduler)
     device = model_device(model)
@@ -364,12 +358,9 @@ def _train(model, pad: int, encoded, cfg, seed: int, checkpoint: Path, progress,
         batch = to_device(collate([encoded[i] for i in idx], pad, [taught[i] for i in idx]), device)
         return batch, cached and [cached[i] for i in idx], [teacher[i] for i in idx]
 
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
     history: list[float] = []
     tokens = 0
-    try:
+    with _training_mode(model, cfg.gradient_checkpointing):
         for step in range(start, steps):
             mine, total = share(step)
             micro = [rows(idx) for idx in mine]
@@ -380,20 +371,40 @@ def _train(model, pad: int, encoded, cfg, seed: int, checkpoint: Path, progress,
             if rank == 0 and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
                 save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1, {})
             if progress and rank == 0:
-                seconds = time.perf_counter() - t0
-                speed = tokens / seconds if seconds else 0.0
-                progress(Event("train", step + 1, steps, f"loss {step_loss:.3f}, {speed:.0f} tokens/s",
-                               {"loss": step_loss, "parts": parts, "tokens_per_second": speed}))
-    finally:
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_disable()
-        model.eval()
+                progress(_train_event(step + 1, steps, step_loss, parts, tokens, time.perf_counter() - t0))
     tail = history[-10:]
     return TrainResult(
         steps=steps, start_step=start, tokens=tokens, seconds=time.perf_counter() - t0,
         final_loss=sum(tail) / len(tail) if tail else float("nan"), autocast=use_autocast(cfg.autocast, device),
         history=history,
     )
+
+
+def _optimizer(model, cfg, steps: int) -> tuple[list, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the trainable (LoRA) weights and the learning-rate schedule of `steps` steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return params, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(steps, cfg.warmup, cfg.schedule))
+
+
+@contextlib.contextmanager
+def _training_mode(model, checkpointing: bool):
+    """The model in train mode (with gradient checkpointing if asked) for the block, in eval mode after."""
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    try:
+        yield
+    finally:
+        if checkpointing:
+            model.gradient_checkpointing_disable()
+        model.eval()
+
+
+def _train_event(step: int, steps: int, loss: float, parts: dict, tokens: int, seconds: float) -> Event:
+    speed = tokens / seconds if seconds else 0.0
+    return Event("train", step, steps, f"loss {loss:.3f}, {speed:.0f} tokens/s",
+                 {"loss": loss, "parts": parts, "tokens_per_second": speed})
 
 
 def _step(model, micro: list[tuple], cfg, params, optimizer, scheduler, total: int | None = None,
