@@ -68,3 +68,15 @@ def test_two_gloo_ranks_train_the_single_process_adapter(home, cli, tmp_path, mo
             ["training"] for h in (home, twin)]
     assert hist[0]["steps"] == hist[1]["steps"] and hist[0]["tokens"] == hist[1]["tokens"]
     torch.testing.assert_close(torch.tensor(hist[0]["history"]), torch.tensor(hist[1]["history"]), atol=1e-4, rtol=1e-4)
+
+
+def test_a_step_with_fewer_micro_batches_than_ranks_is_refused_before_training(monkeypatch):
+    from types import SimpleNamespace
+
+    from reverie.errors import ReverieError
+    from reverie.sleep import train as train_mod
+
+    monkeypatch.setattr(train_mod, "world", lambda: (0, 2))
+    tokenizer = SimpleNamespace(pad_token_id=0)
+    with pytest.raises(ReverieError, match="grad_accum is 1, not a multiple of the 2 ranks.*set it to 2"):
+        train_mod.train(None, tokenizer, [], SimpleNamespace(grad_accum=1), 0, None)

@@ -41,7 +41,7 @@ step's micro-batch count, and the LoRA gradients are summed across ranks in one 
 (DistributedDataParallel's averaging, done by hand: the loss runs the model several times per
 step, a shared-prefix pass and a base pass with the adapter disabled, which DDP's reducer does
 not allow). The sum is the single-process step's gradient, so the adapter is the same to float
-tolerance (with `dropout: 0`); set `grad_accum` to a multiple of N to keep every rank busy. Only
+tolerance (with `dropout: 0`); `grad_accum` must be a multiple of N, so that every rank trains. Only
 rank 0 writes checkpoints, adapters and the store.
 """
 
@@ -57,6 +57,7 @@ from pathlib import Path
 
 import torch
 
+from reverie.errors import ReverieError
 from reverie.models.loading import native_bf16
 from reverie.progress import Event, Progress
 from reverie.sleep.checkpoint import load_checkpoint, save_checkpoint
@@ -327,6 +328,11 @@ def train(
     calls this and the other ranks train beside it (`serve_training`)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rank, size = world()
+    if size > 1 and cfg.grad_accum % size:
+        # Micro-batch j of a step goes to rank j mod N: fewer than N a step leaves ranks idle.
+        raise ReverieError(f"sleep.grad_accum is {cfg.grad_accum}, not a multiple of the {size} ranks, so some would "
+                           f"train nothing: set it to {size * max(1, cfg.grad_accum // size)} or more "
+                           f"(REVERIE_SLEEP__GRAD_ACCUM); the night resumes where it stopped")
     if size > 1 and rank == 0:
         _send_job(model, encoded, cfg, seed, checkpoint, teacher, pad)
     return _train(model, pad, encoded, cfg, seed, checkpoint, progress, teacher)
