@@ -193,21 +193,32 @@ def answer_spans(sentence: str) -> list[Span]:
     """Short answer spans of one sentence, in order, without overlaps: dates and years, numbers
     with the word they count, quoted titles, capitalised names, and 'the ___' noun phrases."""
     found: list[tuple[int, int, str]] = []
-
-    def add(start: int, end: int, kind: str) -> None:
+    for start, end, kind in _candidate_spans(sentence):
         if start < 0 or end <= start or any(start < e and s < end for s, e, _ in found):
-            return
+            continue  # an earlier candidate holds part of it
         found.append((start, end, kind))
+    spans = []
+    for start, end, kind in sorted(found):
+        text = sentence[start:end].strip(" ,;:")
+        if text:
+            spans.append(Span(text, kind, sentence, _word_before(sentence, start)))
+    return spans
 
+
+def _candidate_spans(sentence: str):
+    """(start, end, kind) of every candidate span, the preferred kinds first: an earlier one wins an overlap."""
     for m in _TITLE.finditer(sentence):
-        add(m.start(1), m.end(1), "title")
-    for m in _DATE.finditer(sentence):
-        add(m.start(), m.end(), "date")
-    for m in _CENTURY.finditer(sentence):
-        add(m.start(), m.end(), "century")
-    for m in _YEAR.finditer(sentence):
-        add(m.start(), m.end(), "year")
-    # numbers (digits, or two or more spelled words: "three million") with one counted word
+        yield m.start(1), m.end(1), "title"
+    for pattern, kind in ((_DATE, "date"), (_CENTURY, "century"), (_YEAR, "year")):
+        for m in pattern.finditer(sentence):
+            yield m.start(), m.end(), kind
+    yield from _number_spans(sentence)
+    yield from _name_spans(sentence)
+    yield from _thing_spans(sentence)
+
+
+def _number_spans(sentence: str):
+    """Numbers (digits, or two or more spelled words: "three million") with one counted word."""
     nums = [(m.start(), m.end()) for m in _NUMBER.finditer(sentence)]
     nums += [(m.start(), m.end()) for m in _SPELLED_RUN.finditer(sentence)]
     for start, end in sorted(nums):
@@ -219,14 +230,21 @@ def answer_spans(sentence: str) -> list[Span]:
             continue  # a spelled number alone ("two") says too little
         if counted:
             end = nxt.end()
-        kind = "quantity" if counted else "number"
-        add(start, end, kind)
+        yield start, end, "quantity" if counted else "number"
+
+
+def _name_spans(sentence: str):
+    """Capitalised names, split into parts (_name_parts)."""
     for m in _NAME.finditer(sentence):
         for name in _name_parts(m.group(0), at_start=m.start() == 0):
             start = sentence.find(name, m.start())
             if len(name.split()) == 1 and (len(name) < 3 or _common(name) or start == 0):
                 continue  # "Construction", "Likewise": a sentence's first word is capitalised anyway
-            add(start, start + len(name), "name")
+            yield start, start + len(name), "name"
+
+
+def _thing_spans(sentence: str):
+    """'the ___' noun phrases: up to three rare lower-case words right after a determiner."""
     for m in _DETERMINER.finditer(sentence):
         words = []
         for w in _WORD.finditer(sentence, m.end()):
@@ -243,13 +261,7 @@ def answer_spans(sentence: str) -> list[Span]:
             continue
         if len(words) == 1 and zipf(words[0].group(0)) >= _THING_ZIPF:
             continue
-        add(words[0].start(), words[-1].end(), "thing")
-    spans = []
-    for start, end, kind in sorted(found):
-        text = sentence[start:end].strip(" ,;:")
-        if text:
-            spans.append(Span(text, kind, sentence, _word_before(sentence, start)))
-    return spans
+        yield words[0].start(), words[-1].end(), "thing"
 
 
 def question_words(span: Span) -> list[str]:

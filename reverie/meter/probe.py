@@ -124,17 +124,32 @@ def probe(
         raise ReverieError("a probe needs at least one prompt")
     config = config or MeterConfig()
     params = params.resolved()
-    asked = 1 if params.temperature <= 0 else n  # greedy: the same answer every time
     started = time.perf_counter()
+    answers, tokens, ended = _sample_answers(backend, prompts, n, params, progress)
+    embedder = embedder or make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
+    results = _cluster_and_meter(prompts, n, answers, tokens, ended, config, embedder)
+    model_metrics = _measure_model(loaded, prompts) if loaded is not None else {}
+    return ProbeResult(model=backend.identity, adapter=adapter, sampling=params.as_dict(), n=n,
+                       embedder=embedder.name, prompts=results, seconds=time.perf_counter() - started,
+                       model_metrics=model_metrics)
+
+
+def _sample_answers(backend, prompts: Sequence[str], n: int, params, progress) -> tuple[list, list, list]:
+    """Each prompt's n answers, their lengths in tokens and whether each ended by itself."""
+    asked = 1 if params.temperature <= 0 else n  # greedy: the same answer every time
     requests = [[{"role": "user", "content": p}] for p in prompts for _ in range(asked)]
     gens = backend.generate(requests, params, progress)
-    embedder = embedder or make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
 
     def per_prompt(values: list) -> list[list]:
         return [values[i * asked : (i + 1) * asked] * (n // asked) for i in range(len(prompts))]
 
-    answers = per_prompt([g.text for g in gens])
-    tokens, ended = per_prompt([g.n_tokens for g in gens]), per_prompt([g.finish_reason == "stop" for g in gens])
+    return (per_prompt([g.text for g in gens]), per_prompt([g.n_tokens for g in gens]),
+            per_prompt([g.finish_reason == "stop" for g in gens]))
+
+
+def _cluster_and_meter(prompts: Sequence[str], n: int, answers: list[list[str]], tokens: list[list[int]],
+                       ended: list[list[bool]], config: MeterConfig, embedder: Embedder) -> list[PromptProbe]:
+    """Each prompt's n answers clustered and metered, all of them embedded in one call."""
     vectors = embedder.encode([a for group in answers for a in group])
     results = []
     for i, prompt in enumerate(prompts):
@@ -142,20 +157,14 @@ def probe(
         clusters = sorted(greedy_clusters(X, config.cluster_threshold), key=len, reverse=True)
         metrics = meter_texts(answers[i], config=config, embedder=embedder, embeddings=X)
         results.append(PromptProbe(prompt, answers[i], clusters, metrics, tokens[i], ended[i]))
-    model_metrics = {}
-    if loaded is not None:
-        from reverie.meter.model_metrics import kl_base_adapted, next_token_entropy
+    return results
 
-        model_metrics["next_token_entropy"] = next_token_entropy(loaded, prompts=prompts)
-        if hasattr(loaded.model, "disable_adapter"):
-            model_metrics["kl_base_adapted"] = kl_base_adapted(loaded, prompts=prompts)
-    return ProbeResult(
-        model=backend.identity,
-        adapter=adapter,
-        sampling=params.as_dict(),
-        n=n,
-        embedder=embedder.name,
-        prompts=results,
-        seconds=time.perf_counter() - started,
-        model_metrics=model_metrics,
-    )
+
+def _measure_model(loaded, prompts: Sequence[str]) -> dict:
+    """The model's own figures on the prompts: first-token entropy, and KL(base || adapted) with an adapter."""
+    from reverie.meter.model_metrics import kl_base_adapted, next_token_entropy
+
+    out = {"next_token_entropy": next_token_entropy(loaded, prompts=prompts)}
+    if hasattr(loaded.model, "disable_adapter"):
+        out["kl_base_adapted"] = kl_base_adapted(loaded, prompts=prompts)
+    return out

@@ -66,27 +66,40 @@ def meter_texts(
     out: dict = {"n_texts": len(texts), "mean_tokens": float(ts.lengths.mean())}
     out.update(lexical_metrics(texts, ts, max_refs=config.self_bleu_refs, seed=seed))
     if semantic:
-        if embeddings is None:
-            embedder = embedder or make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
-            embeddings = embedder.encode(texts)
-        out["embedder"] = embedder.name if embedder is not None else "precomputed"
-        clusters = greedy_clusters(embeddings, config.cluster_threshold)
-        out["vendi"] = vendi_score(embeddings)
-        out["mean_cosine_distance"] = mean_cosine_distance(embeddings)
-        out["n_clusters"] = len(clusters)
-        out["cluster_sizes"] = sorted((len(c) for c in clusters), reverse=True)
+        out.update(_semantic_metrics(texts, config, embedder, embeddings, warn))
     out["rare_word_rate"] = rare_word_rate(ts)
     out["degenerate_rate"] = float(degenerate_flags(ts).mean())
     if reference is not None:
-        from reverie.meter.model_metrics import text_nll
-
-        nll, counts = text_nll(reference, texts)
-        scored = counts > 0
-        if not scored.any():
-            raise ReverieError("perplexity needs texts of at least two tokens")
-        out["perplexity"] = float(np.exp(nll.sum() / counts.sum()))
-        out["perplexity_median"] = float(np.median(np.exp(nll[scored] / counts[scored])))
+        out.update(_perplexity(reference, texts))
     return out
+
+
+def _semantic_metrics(texts: list[str], config: MeterConfig, embedder: Embedder | None,
+                      embeddings: np.ndarray | None, warn: Callable[[str], None] | None) -> dict:
+    """Vendi, mean cosine distance and clusters of the texts' embeddings (computed unless given)."""
+    if embeddings is None:
+        embedder = embedder or make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
+        embeddings = embedder.encode(texts)
+    clusters = greedy_clusters(embeddings, config.cluster_threshold)
+    return {
+        "embedder": embedder.name if embedder is not None else "precomputed",
+        "vendi": vendi_score(embeddings),
+        "mean_cosine_distance": mean_cosine_distance(embeddings),
+        "n_clusters": len(clusters),
+        "cluster_sizes": sorted((len(c) for c in clusters), reverse=True),
+    }
+
+
+def _perplexity(reference, texts: list[str]) -> dict:
+    """Perplexity of the whole set under `reference` (total NLL over total tokens), and the median text's."""
+    from reverie.meter.model_metrics import text_nll
+
+    nll, counts = text_nll(reference, texts)
+    scored = counts > 0
+    if not scored.any():
+        raise ReverieError("perplexity needs texts of at least two tokens")
+    return {"perplexity": float(np.exp(nll.sum() / counts.sum())),
+            "perplexity_median": float(np.median(np.exp(nll[scored] / counts[scored])))}
 
 
 def compare_per_chunk(
@@ -114,11 +127,19 @@ def compare_per_chunk(
     """
     if len(sets) != 2:
         raise ReverieError(f"compare_per_chunk compares two sets, got {len(sets)}")
-    (name_a, a), (name_b, b) = sets.items()
     config = config or MeterConfig()
     if semantic and embedder is None:
         embedder = make_embedder(config.embedder, config.max_tokens, config.embed_precision, warn)
-    rng = random.Random(seed)
+    embedder = embedder if semantic else None  # None: lexical figures only
+    rows, skipped = _chunk_rows(sets, embedder, random.Random(seed))
+    return _per_chunk_summary(rows, skipped, list(sets), embedder) if rows else {}
+
+
+def _chunk_rows(sets: Mapping[str, Mapping[Hashable, Sequence[str]]], embedder: Embedder | None,
+                rng: random.Random) -> tuple[list[dict], int]:
+    """One row per chunk with at least two texts on both sides, each side's k drawn texts measured;
+    and how many chunks were skipped."""
+    (name_a, a), (name_b, b) = sets.items()
     rows, skipped = [], 0
     for chunk in sorted(set(a) | set(b)):
         ta, tb = list(a.get(chunk, ())), list(b.get(chunk, ()))
@@ -128,24 +149,33 @@ def compare_per_chunk(
             continue
         row: dict = {"chunk": chunk, "k": k}
         for name, sample in ((name_a, rng.sample(ta, k)), (name_b, rng.sample(tb, k))):
-            m = {"distinct_2": distinct_n(sample, 2), "compression_ratio": compression_ratio(sample),
-                 "mean_tokens": float(tokenize_set(sample).lengths.mean())}
-            if semantic:
-                m["vendi"] = vendi_score(embedder.encode(sample))
-            row[name] = m
+            row[name] = _sample_metrics(sample, embedder)
         rows.append(row)
-    if not rows:
-        return {}
-    keys = ["vendi", "distinct_2", "compression_ratio", "mean_tokens"] if semantic else \
+    return rows, skipped
+
+
+def _sample_metrics(sample: list[str], embedder: Embedder | None) -> dict:
+    """One side's drawn texts of a chunk, measured as a set of their own."""
+    m = {"distinct_2": distinct_n(sample, 2), "compression_ratio": compression_ratio(sample),
+         "mean_tokens": float(tokenize_set(sample).lengths.mean())}
+    if embedder is not None:
+        m["vendi"] = vendi_score(embedder.encode(sample))
+    return m
+
+
+def _per_chunk_summary(rows: list[dict], skipped: int, names: list[str], embedder: Embedder | None) -> dict:
+    """The means over the compared chunks, then the rows themselves."""
+    keys = ["vendi", "distinct_2", "compression_ratio", "mean_tokens"] if embedder is not None else \
         ["distinct_2", "compression_ratio", "mean_tokens"]
     out: dict = {
         "chunks": len(rows), "skipped_chunks": skipped,
         "texts_per_chunk": float(np.mean([r["k"] for r in rows])),
         "sets": {name: {"n_texts": sum(r["k"] for r in rows),
                         **{key: float(np.mean([r[name][key] for r in rows])) for key in keys}}
-                 for name in (name_a, name_b)},
+                 for name in names},
     }
-    if semantic:
+    if embedder is not None:
+        name_a, name_b = names
         out["embedder"] = embedder.name
         out["vendi_ratio"] = float(np.mean([r[name_a]["vendi"] / r[name_b]["vendi"] for r in rows]))
     out["per_chunk"] = rows

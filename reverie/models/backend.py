@@ -115,6 +115,25 @@ def _cut_at_stop(text: str, stops: Sequence[str], finish: str) -> tuple[str, str
     return text.strip(), finish
 
 
+def _generation_config(params: SamplingParams, tok):
+    """transformers' GenerationConfig for `params` (greedy when temperature <= 0; cuts that are off stay None)."""
+    from transformers import GenerationConfig
+
+    greedy = params.temperature <= 0
+    return GenerationConfig(
+        max_new_tokens=params.max_new_tokens,
+        do_sample=not greedy,
+        temperature=None if greedy else params.temperature,
+        top_p=None if greedy or params.top_p >= 1 else params.top_p,
+        top_k=params.top_k if (params.top_k and not greedy) else None,
+        min_p=params.min_p if (params.min_p and not greedy) else None,
+        repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        stop_strings=params.stop or None,
+    )
+
+
 class TransformersBackend:
     """Batched generation with a local transformers model.
 
@@ -219,57 +238,44 @@ class TransformersBackend:
                           seed=r.seed)
 
     def _generate_hf(self, texts, params, progress):
-        import torch
-        from transformers import GenerationConfig
-
-        tok = self.tokenizer
-        greedy = params.temperature <= 0
-        config = GenerationConfig(
-            max_new_tokens=params.max_new_tokens,
-            do_sample=not greedy,
-            temperature=None if greedy else params.temperature,
-            top_p=None if greedy or params.top_p >= 1 else params.top_p,
-            top_k=params.top_k if (params.top_k and not greedy) else None,
-            min_p=params.min_p if (params.min_p and not greedy) else None,
-            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1.0 else None,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            stop_strings=params.stop or None,
-        )
+        config = _generation_config(params, self.tokenizer)
         # Sort by length so batches pad little; restore the order afterwards.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: dict[int, Generation] = {}
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             idx = order[start : start + self.batch_size]
-            # add_special_tokens=False: the chat template already wrote BOS/role tokens.
-            enc = tok([texts[i] for i in idx], padding=True, add_special_tokens=False)
-            enc = {k: torch.tensor(v, device=self.model.device) for k, v in enc.items()}  # where the model is
-            seed = params.seed + b
-            torch.manual_seed(seed)
-            with torch.inference_mode():
-                gen = self.model.generate(
-                    **enc, generation_config=config, tokenizer=tok if params.stop else None
-                )
-            new = gen[:, enc["input_ids"].shape[1] :]
-            for row, i in enumerate(idx):
-                ids = new[row].tolist()
-                finish = "length"
-                if tok.eos_token_id in ids:
-                    ids = ids[: ids.index(tok.eos_token_id)]
-                    finish = "stop"
-                while ids and ids[-1] == tok.pad_token_id:
-                    ids.pop()
-                text, finish = _cut_at_stop(tok.decode(ids, skip_special_tokens=True), params.stop, finish)
-                results[i] = Generation(
-                    text=text,
-                    n_tokens=len(ids),
-                    prompt_tokens=int(enc["attention_mask"][row].sum()),
-                    finish_reason=finish,
-                    seed=seed,
-                )
+            gens = self._generate_hf_batch([texts[i] for i in idx], config, params, params.seed + b)
+            results.update(zip(idx, gens, strict=True))
             if progress:
                 progress(len(idx))
         return [results[i] for i in range(len(texts))]
+
+    def _generate_hf_batch(self, texts, config, params, seed: int) -> list[Generation]:
+        """One padded batch through `model.generate`, sampled after `torch.manual_seed(seed)`."""
+        import torch
+
+        tok = self.tokenizer
+        # add_special_tokens=False: the chat template already wrote BOS/role tokens.
+        enc = tok(texts, padding=True, add_special_tokens=False)
+        enc = {k: torch.tensor(v, device=self.model.device) for k, v in enc.items()}  # where the model is
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            gen = self.model.generate(**enc, generation_config=config, tokenizer=tok if params.stop else None)
+        new = gen[:, enc["input_ids"].shape[1] :]
+        return [self._hf_generation(new[row].tolist(), int(enc["attention_mask"][row].sum()), params.stop, seed)
+                for row in range(len(texts))]
+
+    def _hf_generation(self, ids: list[int], prompt_tokens: int, stops: Sequence[str], seed: int) -> Generation:
+        """One row of generate's output: cut at EOS (finished by 'stop'), pads dropped, stop strings applied."""
+        tok = self.tokenizer
+        finish = "length"
+        if tok.eos_token_id in ids:
+            ids = ids[: ids.index(tok.eos_token_id)]
+            finish = "stop"
+        while ids and ids[-1] == tok.pad_token_id:
+            ids.pop()
+        text, finish = _cut_at_stop(tok.decode(ids, skip_special_tokens=True), stops, finish)
+        return Generation(text=text, n_tokens=len(ids), prompt_tokens=prompt_tokens, finish_reason=finish, seed=seed)
 
     def chat(self, messages: Messages, params: SamplingParams) -> Generation:
         return self.generate([messages], params)[0]

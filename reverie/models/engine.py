@@ -249,41 +249,57 @@ class Engine:
         # The last token is always computed: its logits are needed.
         reuse = [min(n, len(p) - 1) if key is not None else 0 for p, (n, key) in zip(prompts, found, strict=True)]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) - reuse[i])
-        prompts = [prompts[i] for i in order]
+        prompts, reuse, keys = [prompts[i] for i in order], [reuse[i] for i in order], [found[i][1] for i in order]
         B = len(prompts)
         T = max(len(p) for p in prompts)
-        caches = self._new_caches(B, T + extra)
-        valid = torch.zeros(B, T + extra, dtype=torch.bool, device=self.device)
-        for r, i in enumerate(order):
-            p, n, start = prompts[r], reuse[i], T - len(prompts[r])
-            valid[r, start:T] = True
-            if n > 0:
-                for (K, V), (k, v) in zip(caches, self.prefix.kv(found[i][1]), strict=True):
-                    K[r, :, start : start + n] = k[:, :n]
-                    V[r, :, start : start + n] = v[:, :n]
+        caches, valid = self._reused_caches(prompts, reuse, keys, T, extra)
         logits = []
         slot = torch.arange(T, device=self.device)
         for r0 in range(0, B, PREFILL_ROWS):
             r1 = min(B, r0 + PREFILL_ROWS)
-            S = len(prompts[r1 - 1]) - reuse[order[r1 - 1]]  # rows are sorted by need: the last needs most
-            lo = T - S
-            ids = torch.zeros(r1 - r0, S, dtype=torch.long, device="cpu")
-            positions = torch.zeros(r1 - r0, S, dtype=torch.long, device="cpu")
-            for r in range(r0, r1):
-                p = prompts[r]
-                first = lo - (T - len(p))  # index into p of the window's first slot (may be negative)
-                take = p[max(first, 0) :]
-                ids[r - r0, S - len(take) :] = torch.from_numpy(take)
-                positions[r - r0] = torch.arange(first, first + S, device="cpu").clamp(min=0)
-            ids, positions = ids.to(self.device), positions.to(self.device)  # built on the host, moved once
-            q_slot = slot[lo:T]
-            allowed = (slot[None, :] <= q_slot[:, None])[None] & valid[r0:r1, None, :T]
-            allowed |= (slot[None, :] == q_slot[:, None])[None]  # pads attend to themselves
-            group = [(K[r0:r1], V[r0:r1]) for K, V in caches]
-            logits.append(self._forward(ids, positions, group, lo, T, allowed[:, None]))
-            self.stats["prefill_tokens"] += (r1 - r0) * S
+            S = len(prompts[r1 - 1]) - reuse[r1 - 1]  # rows are sorted by need: the last needs most
+            logits.append(self._prefill_window(prompts[r0:r1], r0, S, T, caches, valid, slot))
         self.stats["reused_tokens"] += sum(reuse)
         return order, caches, valid, torch.cat(logits)
+
+    def _reused_caches(self, prompts: list[np.ndarray], reuse: list[int], keys: list, T: int, extra: int):
+        """New caches and valid-slot flags for `prompts` right-aligned at slot T, each row's first
+        `reuse[r]` tokens copied from the prefix cache entry `keys[r]`."""
+        B = len(prompts)
+        caches = self._new_caches(B, T + extra)
+        valid = torch.zeros(B, T + extra, dtype=torch.bool, device=self.device)
+        for r, (p, n, key) in enumerate(zip(prompts, reuse, keys, strict=True)):
+            start = T - len(p)
+            valid[r, start:T] = True
+            if n > 0:
+                for (K, V), (k, v) in zip(caches, self.prefix.kv(key), strict=True):
+                    K[r, :, start : start + n] = k[:, :n]
+                    V[r, :, start : start + n] = v[:, :n]
+        return caches, valid
+
+    def _prefill_window(self, prompts: list[np.ndarray], r0: int, S: int, T: int, caches, valid, slot):
+        """Logits of rows r0.. (`prompts`), computing their last S slots before T; K/V written to `caches`."""
+        r1, lo = r0 + len(prompts), T - S
+        ids, positions = self._window_tokens(prompts, S, T)
+        q_slot = slot[lo:T]
+        allowed = (slot[None, :] <= q_slot[:, None])[None] & valid[r0:r1, None, :T]
+        allowed |= (slot[None, :] == q_slot[:, None])[None]  # pads attend to themselves
+        group = [(K[r0:r1], V[r0:r1]) for K, V in caches]
+        logits = self._forward(ids, positions, group, lo, T, allowed[:, None])
+        self.stats["prefill_tokens"] += (r1 - r0) * S
+        return logits
+
+    def _window_tokens(self, prompts: list[np.ndarray], S: int, T: int):
+        """Token ids and rotary positions of the window's S slots before T, one row per prompt."""
+        lo = T - S
+        ids = torch.zeros(len(prompts), S, dtype=torch.long, device="cpu")
+        positions = torch.zeros(len(prompts), S, dtype=torch.long, device="cpu")
+        for r, p in enumerate(prompts):
+            first = lo - (T - len(p))  # index into p of the window's first slot (may be negative)
+            take = p[max(first, 0) :]
+            ids[r, S - len(take) :] = torch.from_numpy(take)
+            positions[r] = torch.arange(first, first + S, device="cpu").clamp(min=0)
+        return ids.to(self.device), positions.to(self.device)  # built on the host, moved once
 
     def _remember(self, prompts: list[np.ndarray], caches, T: int) -> None:
         """Cache the prompts that no entry covers well yet (the others would only crowd it)."""
@@ -353,77 +369,119 @@ class Engine:
         one block and the new rows' prefill lands right-aligned beside them; finished rows are
         left out. Rows are ordered by where their context starts (longest first), so decode
         attention can read each group of rows over its own window."""
-        arrays = [np.asarray(r.ids, dtype=np.int64) for r in reqs]
-        self._warm(arrays)
-        order, tc, tvalid, tlogits = self._prefill(arrays, 0)
-        Tg = max(len(p) for p in arrays)
-        self._remember([arrays[i] for i in order], tc, Tg)
-        reqs = [reqs[i] for i in order]
-        dev = self.device
-        lengths = torch.tensor([len(arrays[i]) for i in order], dtype=torch.long, device=dev)
-        V = tlogits.shape[-1]
-        seen_new = None
-        if any(r.params.repetition_penalty != 1.0 for r in reqs) or (batch is not None and batch.seen is not None):
-            seen_new = torch.zeros(len(reqs), V, dtype=torch.bool, device="cpu")
-            for row, i in enumerate(order):
-                seen_new[row, torch.from_numpy(arrays[i][arrays[i] < V])] = True
-            seen_new = seen_new.to(dev)
-        keep = [b for b in range(len(batch.reqs)) if batch.alive[b]] if batch is not None else []
-        k = torch.tensor(keep, dtype=torch.long, device=dev)
-        slot = batch.slot if batch is not None else 0
-        U = slot - int(batch.start[k].min()) if keep else 0  # slots the live rows use, ending at `slot`
-        T = max(U, Tg)
-        need = max([r.params.max_new_tokens for r in reqs] + [batch.s.max_new_tokens[b] - len(batch.outs[b]) for b in keep])
-        n1, n2 = len(keep), len(reqs)
-        start = torch.cat([batch.start[k] - (slot - T) if keep else torch.zeros(0, dtype=torch.long, device=dev),
-                           T - lengths])
-        perm = torch.argsort(start, stable=True)  # longest context first
-        dest = torch.empty_like(perm)
-        dest[perm] = torch.arange(n1 + n2, device=dev)
-        caches = []
-        for layer, (k2, v2) in enumerate(tc):
-            shape = (n1 + n2, k2.shape[1], T + need, k2.shape[3])
-            K2, V2 = torch.zeros(shape, dtype=k2.dtype, device=dev), torch.zeros(shape, dtype=k2.dtype, device=dev)
-            if keep:
-                K, Vc = batch.caches[layer]
-                K2[dest[:n1], :, T - U : T] = K[k, :, slot - U : slot]
-                V2[dest[:n1], :, T - U : T] = Vc[k, :, slot - U : slot]
-            K2[dest[n1:], :, T - Tg : T] = k2
-            V2[dest[n1:], :, T - Tg : T] = v2
-            caches.append((K2, V2))
-        valid = torch.zeros(n1 + n2, T + need, dtype=torch.bool, device=dev)
-        if keep:
-            valid[dest[:n1], T - U : T] = batch.valid[k, slot - U : slot]
-        valid[dest[n1:], T - Tg : T] = tvalid[:, :Tg]
-        seen = None
-        if seen_new is not None:
-            # rows without a repetition penalty tracked nothing: all-False rows change nothing for them
-            before = (batch.seen[k] if keep and batch.seen is not None
-                      else torch.zeros(n1, V, dtype=torch.bool, device=dev))
-            seen = torch.cat([before, seen_new])[perm]
-        p = perm.tolist()
+        reqs, arrays, (tc, tvalid, tlogits) = self._prefill_requests(reqs)
+        at = self._layout(batch, reqs, arrays)
+        seen = self._merged_seen(batch, at, self._prompt_seen(batch, reqs, arrays, tlogits.shape[-1]))
+        keep, k, perm, p, dev = at.keep, at.k, at.perm, at.perm.tolist(), self.device
         reqs_all = [batch.reqs[b] for b in keep] + reqs if keep else reqs
         outs_all = ([batch.outs[b] for b in keep] if keep else []) + [[] for _ in reqs]
         s_new = Sampling.of([r.params for r in reqs], dev)
         return _Batch(
-            caches=caches, valid=valid, slot=T, start=start[perm],
+            caches=self._merged_caches(batch, at, tc), valid=self._merged_valid(batch, at, tvalid), slot=at.T,
+            start=at.start[perm],
             positions=torch.cat([batch.positions[k] if keep else torch.zeros(0, dtype=torch.long, device=dev),
-                                 lengths])[perm],
+                                 at.lengths])[perm],
             s=(Sampling.cat([batch.s.take(k), s_new]) if keep else s_new).take(perm),
             seeds=np.concatenate([batch.seeds[keep] if keep else np.zeros(0, np.uint64),
                                   np.array([r.seed for r in reqs], dtype=np.uint64)])[p],
-            reqs=[reqs_all[i] for i in p], outs=[outs_all[i] for i in p], alive=[True] * (n1 + n2),
+            reqs=[reqs_all[i] for i in p], outs=[outs_all[i] for i in p], alive=[True] * len(p),
             logits=torch.cat([batch.logits[k], tlogits])[perm] if keep else tlogits[perm], seen=seen)
+
+    def _prefill_requests(self, reqs: list[Request]):
+        """Prefill `reqs` (their leaders first) and cache their prompts. Returns the requests and
+        their ids in the prefill's row order, and the prefill's (caches, valid, logits)."""
+        arrays = [np.asarray(r.ids, dtype=np.int64) for r in reqs]
+        self._warm(arrays)
+        order, caches, valid, logits = self._prefill(arrays, 0)
+        arrays = [arrays[i] for i in order]
+        self._remember(arrays, caches, max(len(p) for p in arrays))
+        return [reqs[i] for i in order], arrays, (caches, valid, logits)
+
+    def _prompt_seen(self, batch: _Batch | None, reqs: list[Request], arrays: list[np.ndarray], V: int):
+        """The new rows' prompt tokens as (rows, V) flags for the repetition penalty; None when no
+        row of the merged batch has one."""
+        tracked = batch is not None and batch.seen is not None
+        if not (tracked or any(r.params.repetition_penalty != 1.0 for r in reqs)):
+            return None
+        seen = torch.zeros(len(reqs), V, dtype=torch.bool, device="cpu")
+        for row, a in enumerate(arrays):
+            seen[row, torch.from_numpy(a[a < V])] = True
+        return seen.to(self.device)
+
+    def _layout(self, batch: _Batch | None, reqs: list[Request], arrays: list[np.ndarray]) -> _Layout:
+        """Where the merged batch puts the live rows of `batch` and the new rows (`reqs`, prefilled)."""
+        dev = self.device
+        keep = [b for b in range(len(batch.reqs)) if batch.alive[b]] if batch is not None else []
+        k = torch.tensor(keep, dtype=torch.long, device=dev)
+        slot = batch.slot if batch is not None else 0
+        U = slot - int(batch.start[k].min()) if keep else 0  # slots the live rows use, ending at `slot`
+        Tg = max(len(p) for p in arrays)
+        T = max(U, Tg)
+        need = max([r.params.max_new_tokens for r in reqs] + [batch.s.max_new_tokens[b] - len(batch.outs[b]) for b in keep])
+        lengths = torch.tensor([len(p) for p in arrays], dtype=torch.long, device=dev)
+        start = torch.cat([batch.start[k] - (slot - T) if keep else torch.zeros(0, dtype=torch.long, device=dev),
+                           T - lengths])
+        perm = torch.argsort(start, stable=True)  # longest context first
+        dest = torch.empty_like(perm)
+        dest[perm] = torch.arange(len(keep) + len(reqs), device=dev)
+        return _Layout(keep, k, slot, U, Tg, T, need, lengths, start, perm, dest)
+
+    def _merged_caches(self, batch: _Batch | None, at: _Layout, new_caches):
+        """Each layer's K/V of the merged rows: the live rows' last U slots and the new rows' Tg
+        slots, both ending at slot T, then room for `need` more."""
+        n1, T, U, Tg, dev = len(at.keep), at.T, at.U, at.Tg, self.device
+        caches = []
+        for layer, (k2, v2) in enumerate(new_caches):
+            shape = (len(at.dest), k2.shape[1], T + at.need, k2.shape[3])
+            K2, V2 = torch.zeros(shape, dtype=k2.dtype, device=dev), torch.zeros(shape, dtype=k2.dtype, device=dev)
+            if at.keep:
+                K, Vc = batch.caches[layer]
+                K2[at.dest[:n1], :, T - U : T] = K[at.k, :, at.slot - U : at.slot]
+                V2[at.dest[:n1], :, T - U : T] = Vc[at.k, :, at.slot - U : at.slot]
+            K2[at.dest[n1:], :, T - Tg : T] = k2
+            V2[at.dest[n1:], :, T - Tg : T] = v2
+            caches.append((K2, V2))
+        return caches
+
+    def _merged_valid(self, batch: _Batch | None, at: _Layout, new_valid: torch.Tensor) -> torch.Tensor:
+        """Which slots of the merged rows hold real tokens (laid out as `_merged_caches`)."""
+        n1, T, U, Tg = len(at.keep), at.T, at.U, at.Tg
+        valid = torch.zeros(len(at.dest), T + at.need, dtype=torch.bool, device=self.device)
+        if at.keep:
+            valid[at.dest[:n1], T - U : T] = batch.valid[at.k, at.slot - U : at.slot]
+        valid[at.dest[n1:], T - Tg : T] = new_valid[:, :Tg]
+        return valid
+
+    def _merged_seen(self, batch: _Batch | None, at: _Layout, seen_new: torch.Tensor | None) -> torch.Tensor | None:
+        """The merged rows' seen tokens, or None when no row tracks them."""
+        if seen_new is None:
+            return None
+        # rows without a repetition penalty tracked nothing: all-False rows change nothing for them
+        before = (batch.seen[at.k] if at.keep and batch.seen is not None
+                  else torch.zeros(len(at.keep), seen_new.shape[-1], dtype=torch.bool, device=self.device))
+        return torch.cat([before, seen_new])[at.perm]
 
     def _step(self, batch: _Batch, done: Callable[[Request, Output], None]) -> _Batch | None:
         """Sample one token per row, hand finished rows to `done`, then compute the next logits
         (rows that just finished ride along until the next merge or compaction drops them)."""
+        nxt = self._sample(batch)
+        self._finish(batch, nxt.tolist(), done)
+        if batch.live == 0:
+            return None
+        self._decode(batch, nxt)
+        return batch
+
+    def _sample(self, batch: _Batch) -> torch.Tensor:
+        """One token per row, each drawn with the next number of the row's own stream."""
         counts = np.array([len(o) for o in batch.outs], dtype=np.uint64)
         u = uniforms(batch.seeds, counts)
         if self.device.type != "cpu":  # (MPS has no float64; the draw compares in the probabilities' float32)
             u = u.to(self.device, torch.float32 if self.device.type == "mps" else torch.float64)
-        nxt = sample(batch.logits, batch.s, u, batch.seen, self.stats)
-        for b, token in enumerate(nxt.tolist()):
+        return sample(batch.logits, batch.s, u, batch.seen, self.stats)
+
+    def _finish(self, batch: _Batch, tokens: list[int], done: Callable[[Request, Output], None]) -> None:
+        """Append each live row's token; rows that end here (EOS, a stop, the length) go to `done`."""
+        for b, token in enumerate(tokens):
             if not batch.alive[b]:
                 continue
             r, out = batch.reqs[b], batch.outs[b]
@@ -439,8 +497,9 @@ class Engine:
             if finish is not None:
                 batch.alive[b] = False
                 done(r, Output(out, finish))
-        if batch.live == 0:
-            return None
+
+    def _decode(self, batch: _Batch, nxt: torch.Tensor) -> None:
+        """Write the sampled tokens' K/V at the batch's slot and compute every row's next logits."""
         B = len(batch.reqs)
         if batch.seen is not None:
             batch.seen[torch.arange(B, device=self.device), nxt] = True
@@ -448,20 +507,26 @@ class Engine:
         batch.valid[:, slot] = True
         starts = batch.start.tolist()  # ascending: rows are sorted by where their context starts
         base = starts[0]
-        groups, r0 = [], 0
-        for r in range(ATTEND_ROWS, B, ATTEND_ROWS):  # a new group where the windows differ enough
-            if starts[r] - starts[r0] >= ATTEND_GAP:
-                groups.append((r0, r, starts[r0]))
-                r0 = r
-        groups.append((r0, B, starts[r0]))
         dtype = batch.caches[0][0].dtype  # the additive decode mask is in the model's dtype
         mask = torch.zeros(B, 1, 1, slot + 1 - base, dtype=dtype, device=self.device)
         mask.masked_fill_(~batch.valid[:, None, None, base : slot + 1], torch.finfo(dtype).min)
         batch.logits = self._forward(nxt[:, None], batch.positions[:, None], batch.caches, slot, slot + 1, mask,
-                                     base, groups)
+                                     base, _attend_groups(starts))
         batch.positions += 1
         batch.slot += 1
-        return batch
+
+
+def _attend_groups(starts: list[int]) -> list[tuple[int, int, int]]:
+    """Decode attention's row groups [(r0, r1, first slot)] for rows whose contexts start at
+    `starts` (ascending): a new group of `ATTEND_ROWS` rows where the window shrinks enough."""
+    B = len(starts)
+    groups, r0 = [], 0
+    for r in range(ATTEND_ROWS, B, ATTEND_ROWS):
+        if starts[r] - starts[r0] >= ATTEND_GAP:
+            groups.append((r0, r, starts[r0]))
+            r0 = r
+    groups.append((r0, B, starts[r0]))
+    return groups
 
 
 @dataclass
@@ -507,6 +572,24 @@ class _Batch:
             s=self.s.take(k), seeds=self.seeds[keep], reqs=[self.reqs[b] for b in keep],
             outs=[self.outs[b] for b in keep], alive=[self.alive[b] for b in keep], logits=self.logits[k],
             seen=self.seen[k] if self.seen is not None else None)
+
+
+@dataclass
+class _Layout:
+    """Where a merge puts each row: the live rows' last U slots and the new rows' Tg slots both
+    end at slot T. Rows are numbered live rows first, then new ones."""
+
+    keep: list[int]  # the live rows of the old batch
+    k: torch.Tensor  # the same, as an index tensor
+    slot: int  # the old batch's write slot
+    U: int  # slots the live rows use, ending at `slot`
+    Tg: int  # slots the new rows use (their longest prompt)
+    T: int  # the merged batch's write slot
+    need: int  # slots left for generation
+    lengths: torch.Tensor  # (new rows,) prompt lengths
+    start: torch.Tensor  # (rows,) first slot of each row's context
+    perm: torch.Tensor  # the merged order: longest context first
+    dest: torch.Tensor  # row r goes to row dest[r] of the merged batch
 
 
 # -- random streams: one per request, counter-based, so a text does not depend on its batch ------

@@ -98,33 +98,46 @@ class DocumentsMixin:
                 ).lastrowid
                 outcome = "new"
             else:
-                doc_id = row["id"]
-                # Vectors of chunks whose text is unchanged carry over: only changed chunks are embedded again.
-                kept = {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute(
-                    "SELECT c.text, v.model, v.dim, v.vector FROM chunks c JOIN chunk_vectors v ON v.chunk_id = c.id "
-                    "WHERE c.document_id = ?", (doc_id,))}
-                self.conn.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
-                self.conn.execute(
-                    "UPDATE documents SET title = ?, kind = ?, sha256 = ?, text = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (title, kind, sha256, text, stamp, doc_id),
-                )
-                outcome = "updated"
-            self.conn.executemany(
-                "INSERT INTO chunks(document_id, ord, start_char, end_char, n_tokens, text) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (doc_id, i, s.start_char, s.end_char, s.n_tokens, text[s.start_char : s.end_char])
-                    for i, s in enumerate(spans)
-                ],
-            )
+                doc_id, outcome = row["id"], "updated"
+                kept = self._chunk_vectors_by_text(doc_id)
+                self._replace_document(doc_id, title, kind, sha256, text, stamp)
+            self._insert_chunks(doc_id, text, spans)
             if kept:
-                new = self.conn.execute("SELECT id, text FROM chunks WHERE document_id = ?", (doc_id,)).fetchall()
-                self.conn.executemany(
-                    "INSERT OR REPLACE INTO chunk_vectors(chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
-                    [(r[0], model, *kept[(r[1], model)]) for r in new for model in {m for _, m in kept}
-                     if (r[1], model) in kept])
+                self._restore_vectors(doc_id, kept)
             return doc_id, outcome
+
+    def _chunk_vectors_by_text(self, doc_id: int) -> dict:
+        """{(chunk text, model): (dim, vector)} of the document's embedded chunks."""
+        return {(r[0], r[1]): (r[2], r[3]) for r in self.conn.execute(
+            "SELECT c.text, v.model, v.dim, v.vector FROM chunks c JOIN chunk_vectors v ON v.chunk_id = c.id "
+            "WHERE c.document_id = ?", (doc_id,))}
+
+    def _replace_document(self, doc_id: int, title: str, kind: str, sha256: str, text: str, stamp: str) -> None:
+        """Drop the document's chunks and give it the new text (inside the caller's transaction)."""
+        self.conn.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
+        self.conn.execute(
+            "UPDATE documents SET title = ?, kind = ?, sha256 = ?, text = ?, updated_at = ? "
+            "WHERE id = ?",
+            (title, kind, sha256, text, stamp, doc_id),
+        )
+
+    def _insert_chunks(self, doc_id: int, text: str, spans: list[ChunkSpan]) -> None:
+        self.conn.executemany(
+            "INSERT INTO chunks(document_id, ord, start_char, end_char, n_tokens, text) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (doc_id, i, s.start_char, s.end_char, s.n_tokens, text[s.start_char : s.end_char])
+                for i, s in enumerate(spans)
+            ],
+        )
+
+    def _restore_vectors(self, doc_id: int, kept: dict) -> None:
+        """Vectors of chunks whose text is unchanged carry over: only changed chunks are embedded again."""
+        new = self.conn.execute("SELECT id, text FROM chunks WHERE document_id = ?", (doc_id,)).fetchall()
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO chunk_vectors(chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
+            [(r[0], model, *kept[(r[1], model)]) for r in new for model in {m for _, m in kept}
+             if (r[1], model) in kept])
 
     def documents(self, since: str | None = None, user_id: int | None | str = "all"):
         """Every document ('all'), or those the owner (None) or a user may recall; `since`: updated then or later."""
