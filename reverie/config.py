@@ -290,6 +290,9 @@ class QuizConfig(_Section):
     max_questions: int = Field(200, ge=1, description="Most quiz questions asked per model.")
     max_new_tokens: int = Field(24, ge=1, description="Longest answer, in tokens (greedy).")
     batch_size: int = Field(16, ge=1, description="Questions answered together.")
+    lookup: bool = Field(
+        True, description="A night also answers its quiz with lookup from the store: recorded and shown, not gated.",
+    )
     general_text: Path | None = Field(
         None, description="Held-out general text for perplexity (forgetting), e.g. wikitext2_valid.txt; default: "
         "paragraphs the base model wrote, kept in the store and never trained on.",

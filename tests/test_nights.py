@@ -128,3 +128,27 @@ def test_nights_lists_nothing_on_a_fresh_home(home, cli):
     r = cli("nights")
     assert r.code == 0 and "no nights yet" in r.out
     assert cli("nights", "--json").out.strip() == ""
+
+
+def test_a_night_answers_its_quiz_with_lookup_too_and_records_it(sleepy, monkeypatch, tmp_path, cli):
+    from conftest import QA
+
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
+    doc = tmp_path / "facts.md"
+    doc.write_text("# Facts\n\n" + " ".join(f"{q} {a}." for q, a in QA) + "\n", encoding="utf-8")
+    rv = _rv()
+    rv.read([doc])
+    _add_dreams(rv)
+    result = rv.sleep(quiz_file=sleepy)
+    for label in ("base", "candidate"):
+        figures = result.figures[label]
+        assert figures["lookup_accuracy"] is not None and figures["lookup_k"] == rv.settings.wake.recall_chunks
+        assert figures["lookup_relevant"] > 0, figures  # the facts were read: lookup finds them
+    r = cli("nights")
+    assert r.code == 0 and "with lookup" in r.out, r.out
+
+    # quiz.lookup off: closed book alone.
+    monkeypatch.setenv("REVERIE_QUIZ__LOOKUP", "false")
+    _qa(rv, NEW)
+    again = _rv().sleep(quiz_file=sleepy)
+    assert again.figures["candidate"]["lookup_accuracy"] is None and again.figures["candidate"]["accuracy"] is not None

@@ -218,8 +218,8 @@ def nights_cmd(
         console.print("no nights yet: read something (`reverie read PATH`) and run `reverie sleep`")
         return
     table = Table()
-    for col in ("night", "started", "verdict", "strength", "accuracy", "retained", "perplexity", "vendi", "minutes",
-                "why"):
+    for col in ("night", "started", "verdict", "strength", "accuracy", "with lookup", "retained", "perplexity", "vendi",
+                "minutes", "why"):
         table.add_column(col)
     for r in rows:
         m = json.loads(r["metrics"] or "{}")
@@ -233,13 +233,14 @@ def nights_cmd(
             str(r["id"]), (r["started_at"] or "")[:16].replace("T", " "), r["status"],
             _fmt((f.get("strength") or {}).get("chosen"), "{:g}"),
             _pair(reference.get("accuracy"), cand.get("accuracy"), "{:.1%}"),
+            _pair(reference.get("lookup_accuracy"), cand.get("lookup_accuracy"), "{:.1%}"),
             _pair(reference.get("retained"), cand.get("retained"), "{:.1%}"),
             _pair(base.get("perplexity"), cand.get("perplexity"), "{:.2f}"),
             _pair(base.get("vendi"), cand.get("vendi"), "{:.2f}"),
             _fmt(total and total / 60, "{:.1f}"), escape("; ".join(failed)),
         )
     console.print(table)
-    console.print("figures: reference -> candidate (accuracy, retained) and base -> candidate (perplexity, vendi); "
+    console.print("figures: reference -> candidate (accuracy, with lookup, retained) and base -> candidate (perplexity, vendi); "
                   "`reverie nights --json` for all of them", highlight=False)
 
 

@@ -325,18 +325,20 @@ def same_passage(chunk: str, context: str, share: float = 0.9) -> bool:
     return bool(a and b) and len(a & b) >= share * min(len(a), len(b))
 
 
-def retrieve(lookup, questions: Sequence[Question], k: int, progress: Progress | None = None) -> Retrieval:
-    """Look every question up once (`reverie.wake.lookup.Lookup`); recall@k of the gold passages."""
+def retrieve(lookup, questions: Sequence[Question], k: int, progress: Progress | None = None,
+             user_id: int | None = None) -> Retrieval:
+    """Look every question up once (`reverie.wake.lookup.Lookup`) in what the owner, or user
+    `user_id`, may see; recall@k of the gold passages."""
     from reverie.wake.lookup import recall_query
 
     lookup.embed_missing(progress)
     depths = sorted({1, 3, 5, k})
     shown, found, gold = [], dict.fromkeys(depths, 0), 0
     for i, q in enumerate(questions, 1):
-        shown.append(lookup.recall(q.question, k).hits)
+        shown.append(lookup.recall(q.question, k, user_id).hits)
         if q.context:
             gold += 1
-            ranked = lookup.search(q.question, depths[-1], words=recall_query(q.question))
+            ranked = lookup.search(q.question, depths[-1], user_id, words=recall_query(q.question))
             first = next((n for n, h in enumerate(ranked, 1) if same_passage(h.text, q.context)), None)
             for d in depths:
                 found[d] += first is not None and first <= d

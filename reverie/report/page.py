@@ -68,6 +68,10 @@ def _timeline(nights: Sequence[Night]) -> str:
         accuracy.append(Series("candidate, earlier nights' questions", points("candidate", "retained"), PALETTE[2],
                                hollow=rejected))
     accuracy.append(Series("base model, new questions", points("base", "accuracy"), GREY))
+    if any(y is not None for _, y in points("candidate", "lookup_accuracy")):  # nights that answered with lookup too
+        accuracy.append(Series("candidate, with lookup", points("candidate", "lookup_accuracy"), PALETTE[4],
+                               hollow=rejected))
+        accuracy.append(Series("base model, with lookup", points("base", "lookup_accuracy"), GREY, dashed=True))
     ceiling = bound("perplexity", RISE)
     perplexity = [Series("candidate", points("candidate", "perplexity"), PALETTE[1], hollow=rejected),
                   Series("base model", points("base", "perplexity"), GREY),
@@ -81,7 +85,7 @@ def _timeline(nights: Sequence[Night]) -> str:
     texts = [n.forgetting_text for n in measured if n.forgetting_text]
     where = h.paragraph(f"The latest night measured perplexity on {texts[-1]}.", "note") if texts else ""
     return where + h.charts(
-        h.figure("Quiz accuracy, closed book (higher is better)",
+        h.figure("Quiz accuracy, closed book and with lookup (higher is better)",
                  line_chart("chart-accuracy", "quiz accuracy", accuracy, percent, y_range=(0.0, 1.0))),
         h.figure("Perplexity on general text: forgetting (lower is better)",
                  line_chart("chart-perplexity", "perplexity", perplexity, cap=cap)),

@@ -28,7 +28,8 @@ it into a LoRA adapter, quiz it, gate it.
    probe stay within the gate's bounds (reverie.sleep.verdict). Kept: the adapter is saved at that
    strength and selected for chat and quiz (`reverie use`). Rejected: the selection stays as it
    was (rolled back), the night is recorded as rejected with all its figures, and its dreams stay
-   pending for a later night.
+   pending for a later night. Each model also answers the quiz with lookup from the store
+   (`quiz.lookup`, `_retrieval`): what chat gets, recorded beside closed book, not gated.
 
 Why night N continues night N-1's kept adapter (`sleep.continue_adapter`, default) rather than
 retraining on every dream so far: a night's cost then stays proportional to what was read that
@@ -412,7 +413,8 @@ def _quiz_and_gate(ctx, loaded, candidate: str, config, quiz_cfg, cfg, night_id,
     else:  # this night's held-out questions, and every earlier night's for retention
         questions, earlier = held_out_questions(ctx.store, night_id), held_out_questions(ctx.store, before=night_id)
     general = quiz_cfg.general_text or own_text(ctx, loaded, quiz_cfg)
-    measure = Measure(questions, quiz_cfg, settings.meter, general, log=ctx.log, earlier=earlier)
+    retrieval = _retrieval(ctx, questions[: quiz_cfg.max_questions], night_id, progress) if quiz_cfg.lookup else None
+    measure = Measure(questions, quiz_cfg, settings.meter, general, log=ctx.log, earlier=earlier, retrieval=retrieval)
     t0 = time.perf_counter()
     with activate(loaded.model, None):
         base = _base(ctx.store, loaded, measure, progress)
@@ -435,6 +437,17 @@ def _quiz_and_gate(ctx, loaded, candidate: str, config, quiz_cfg, cfg, night_id,
     figures["forgetting_text"] = str(quiz_cfg.general_text) if quiz_cfg.general_text else \
         f"{len(general)} paragraphs the base model wrote (held out, never trained on)"
     return figures, seconds, decide(base, reference, cand, cfg)
+
+
+def _retrieval(ctx, questions, night_id: int, progress):
+    """The night's quiz looked up in the store, so that every model measured also answers with
+    lookup (`quiz.lookup`): what a user asking chat gets, recorded beside closed book, not gated."""
+    from reverie.quiz.run import retrieve
+    from reverie.wake.lookup import Lookup
+
+    lookup = Lookup(ctx.store, ctx.settings.wake, log=ctx.log)
+    k = max(1, ctx.settings.wake.recall_chunks)
+    return retrieve(lookup, questions, k, progress, ctx.store.night(night_id)["user_id"])
 
 
 def own_text(ctx, loaded, quiz_cfg) -> list[str]:
@@ -494,10 +507,14 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, progress=
             break
     with strength(loaded.model, name, factor):
         asked = measure(loaded, label, progress, rest=False)  # perplexity and the probe are `result`'s
-    return factor, tried, dataclasses.replace(
-        result, label=label, accuracy=asked.accuracy, f1=asked.f1, answers=asked.answers,
-        retained=asked.retained, n_retained=asked.n_retained, seconds={**asked.seconds, **result.seconds},
-    )
+    quizzed = {f: getattr(asked, f) for f in QUIZ_FIELDS}
+    return factor, tried, dataclasses.replace(result, label=label, seconds={**asked.seconds, **result.seconds},
+                                              **quizzed)
+
+
+# What the quiz measures (closed book, retention, lookup), as opposed to perplexity and the probe.
+QUIZ_FIELDS = ("accuracy", "f1", "answers", "retained", "n_retained", "lookup_accuracy", "lookup_f1", "gold_accuracy",
+               "gold_f1", "n_gold", "recall_at_k", "lookup_k", "recall_at", "lookup_relevant")
 
 
 def _finite(model, adapter: str) -> bool:
