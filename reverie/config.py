@@ -99,9 +99,11 @@ class MeterConfig(_Section):
     )
     self_bleu_refs: int = Field(64, ge=1, description="References sampled per text for self-BLEU.")
     max_tokens: int = Field(128, ge=8, description="Embedding truncation, in tokens.")
-    # bfloat16 was 1.75x float32 on the AVX512-BF16 CPU (cosine >= 0.9999), 3.6x slower where emulated.
+    # float32: dream selection and the figures stay the same at a seed on every CPU. bfloat16 was
+    # 1.75x faster on the AVX512-BF16 CPU (cosine >= 0.9999) but changed 2 of 23 dreams' selection.
     embed_precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="Embedding matmul precision: auto is bfloat16 on CPUs with native bf16, else float32.",
+        "float32", description="Embedding matmul precision for the meter and dream selection (auto: bfloat16 "
+        "on CPUs with native bf16).",
     )
 
 

@@ -156,6 +156,7 @@ def test_fused_cpu_encoder_equals_the_plain_transformers_model():
 def test_auto_precision_is_bfloat16_only_where_the_cpu_has_it():
     from reverie.models.loading import native_bf16
 
-    emb = MiniLMEmbedder(minilm_path())  # precision "auto", the default
+    emb = MiniLMEmbedder(minilm_path(), precision="auto")  # what reading's chunk embeddings use
     assert emb.precision == ("bfloat16" if native_bf16() else "float32")
     assert emb.fused == (emb.precision == "float32" and emb.fused)
+    assert MiniLMEmbedder(minilm_path()).precision == "float32"  # the meter's default: the same figures on every CPU

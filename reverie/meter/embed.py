@@ -13,8 +13,9 @@ a token budget so batches carry almost no padding, and run under `torch.inferenc
 the matmul epilogues (bias, GELU, residual add) fused by oneDNN (`reverie.meter.cpu_fusion`).
 `precision="bfloat16"` autocasts the matmuls; it only pays on CPUs with native bf16 (AVX512-BF16
 or AMX): 1.75x float32 on the AVX512-BF16 development CPU (cosine to the float32 embedding at least
-0.9999); without it oneDNN emulates bf16, 3-4x slower than float32. `"auto"` (the default) takes
-bfloat16 where the CPU has it, else float32.
+0.9999); without it oneDNN emulates bf16, 3-4x slower than float32. `"auto"` takes bfloat16 where
+the CPU has it, else float32: what reading uses (reverie.wake.lookup); the meter and dream
+selection default to float32 (`meter.embed_precision`), whose figures are the same on every CPU.
 
 Fallback: without the package, `TfidfEmbedder` embeds each text as TF-IDF over word 1-2-grams and
 character 3-5-grams (within word boundaries), the two halves L2-normalised and joined. Cosine
@@ -61,7 +62,7 @@ class MiniLMEmbedder:
     # SQuAD dev (bench/lookup_squad.py): questions' best match among passages read vs not read.
     relevant = 0.35
 
-    def __init__(self, path: Path, max_tokens: int = 128, precision: str = "auto", batch_tokens: int = 8192):
+    def __init__(self, path: Path, max_tokens: int = 128, precision: str = "float32", batch_tokens: int = 8192):
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -188,7 +189,7 @@ class TfidfEmbedder:
 
 
 def make_embedder(
-    kind: str = "auto", max_tokens: int = 128, precision: str = "auto",
+    kind: str = "auto", max_tokens: int = 128, precision: str = "float32",
     warn: Callable[[str], None] | None = None,
 ) -> Embedder:
     """'minilm' (error if not installed), 'tfidf', 'hash' (HashEmbedder), or 'auto' (MiniLM when
