@@ -130,7 +130,7 @@ def test_nights_lists_nothing_on_a_fresh_home(home, cli):
     assert cli("nights", "--json").out.strip() == ""
 
 
-def test_a_night_answers_its_quiz_with_lookup_too_and_records_it(sleepy, monkeypatch, tmp_path, cli):
+def test_a_night_records_its_quiz_with_lookup_and_its_probe_answers(sleepy, monkeypatch, tmp_path, cli):
     from conftest import QA
 
     monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
@@ -152,3 +152,9 @@ def test_a_night_answers_its_quiz_with_lookup_too_and_records_it(sleepy, monkeyp
     _qa(rv, NEW)
     again = _rv().sleep(quiz_file=sleepy)
     assert again.figures["candidate"]["lookup_accuracy"] is None and again.figures["candidate"]["accuracy"] is not None
+    # Both nights keep what the probe said (the report shows it), the base model's from the home's cache.
+    for night in (result, again):
+        for label in ("base", "candidate"):
+            said = night.figures[label]["probe_examples"]["Tell me a joke."]
+            assert 1 <= len(said) <= 3 and all(isinstance(a, str) for a in said)
+    assert again.figures["base"]["probe_examples"] == result.figures["base"]["probe_examples"]

@@ -181,7 +181,7 @@ def test_one_kept_night(store):
     assert "ceiling" in ceiling and 'stroke-dasharray="6 4"' in ceiling  # the bound, dashed
     assert "earlier nights" not in page  # no retained figure stored: no such line
     assert "measured perplexity on wikitext2_valid.txt" in page
-    assert "not the probe answers" in page  # says what it cannot show rather than inventing it
+    assert "No night kept its probe answers" in page  # says what it cannot show rather than inventing it
 
 
 def test_many_nights_with_a_rejected_one(store):
@@ -259,6 +259,26 @@ def test_probe_answers_first_beside_last(store):
     probe_run(store, "after", ["A pun about fish."], night_id=1)
     page = night_page(store)
     assert "Why did the chicken" in page and "A pun about fish" in page and "after (" in page
+
+
+def test_probe_answers_of_the_base_model_the_kept_night_and_a_rejected_one(store):
+    def said(night_id: int, base: list[str], candidate: list[str]) -> None:
+        row = store.night(night_id)
+        metrics = json.loads(row["metrics"])
+        metrics["figures"]["base"]["probe_examples"] = {"Tell me a joke.": base}
+        metrics["figures"]["candidate"]["probe_examples"] = {"Tell me a joke.": candidate}
+        with store.transaction():
+            store.conn.execute("UPDATE nights SET metrics = ? WHERE id = ?", (json.dumps(metrics), night_id))
+
+    first, _ = add_night(store, 0.3, 16.5, 6.0)
+    said(first, ["Why did the chicken cross the road?"], ["A pun about lanterns."])
+    second, _ = add_night(store, 0.4, 30.0, 6.0)  # forgot: rejected
+    said(second, ["Why did the chicken cross the road?"], ["Super Bowl"])
+    page = night_page(store)
+    assert "No night kept its probe answers" not in page
+    for text in ("base model (", "night-1, kept", "night-2, rejected", "Why did the chicken", "A pun about lanterns",
+                 "Super Bowl"):
+        assert text in page, text
 
 
 def test_the_page_fetches_nothing(store):

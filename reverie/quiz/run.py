@@ -53,6 +53,7 @@ from reverie.progress import Event, Progress
 from reverie.quiz.questions import Question
 
 WINDOW = 512  # tokens per perplexity window
+PROBE_EXAMPLES = 3  # probe answers kept per prompt with a model's figures (the report shows them)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class QuizResult:
     lookup_k: int | None = None
     recall_at: dict[int, float] = field(default_factory=dict)  # recall@1, @3, @5 (retrieval alone)
     lookup_relevant: float | None = None  # share of questions lookup found something relevant for
+    probe_examples: dict[str, list[str]] = field(default_factory=dict)  # prompt -> answers of its largest clusters
     seconds: dict[str, float] = field(default_factory=dict)
     answers: list[str] = field(default_factory=list)
 
@@ -180,6 +182,7 @@ class Measure:
 
         acc = f1 = ppl = vendi = distinct = length = kl = retained = None
         answers: list[str] = []
+        examples: dict[str, list[str]] = {}
         if (self.questions or self.earlier) and quiz:
             answers, scores = timed("quiz", lambda: self._quiz(backend, self.questions + self.earlier))
             new = len(self.questions)
@@ -198,8 +201,11 @@ class Measure:
             mean = probed.mean()
             vendi, distinct, length = mean.get("vendi"), mean["n_distinct"], mean["answer_tokens"]
             kl = timed("drift", lambda: self._drift(loaded, probed, label))
+            # What a user would see: one answer of each of the three largest clusters, per prompt.
+            examples = {p.prompt: [p.answers[c[0]] for c in p.clusters[:PROBE_EXAMPLES]] for p in probed.prompts}
         return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl,
-                          retained, len(self.earlier) if quiz else 0, **looked, seconds=seconds, answers=answers)
+                          retained, len(self.earlier) if quiz else 0, **looked, probe_examples=examples,
+                          seconds=seconds, answers=answers)
 
     def _lookup(self, backend) -> dict:
         """Accuracy and F1 with the recalled chunks, and with the gold passage, in front of each question."""
@@ -235,6 +241,7 @@ class Measure:
         ref = self.reference
         return {"perplexity": result.perplexity, "vendi": result.vendi, "n_distinct": result.n_distinct,
                 "answer_tokens": result.answer_tokens, "probe_kl": result.probe_kl,
+                "probe_examples": result.probe_examples,
                 "reference": None if ref is None else {
                     "prompts": ref.prompts, "answers": ref.answers, "ended": ref.ended,
                     "log_probs": ref.log_probs.tolist(), "tokens": ref.tokens.tolist()}}
@@ -247,7 +254,7 @@ class Measure:
             self.reference = ProbeReference(ref["prompts"], ref["answers"], ref["ended"],
                                             np.asarray(ref["log_probs"]), np.asarray(ref["tokens"]))
         figures = {k: rest[k] for k in ("perplexity", "vendi", "n_distinct", "answer_tokens", "probe_kl")}
-        return replace(result, **figures)
+        return replace(result, **figures, probe_examples=rest.get("probe_examples") or {})
 
     def _quiz(self, backend, questions: list[Question], asked: list[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Greedy answers and, per answer, (answer contained, token F1); `asked`: the user messages

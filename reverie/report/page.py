@@ -19,7 +19,7 @@ from pathlib import Path
 from reverie.errors import ReverieError
 from reverie.report import html as h
 from reverie.report.dream_map import dream_map
-from reverie.report.nights import DROP, PARTS, RISE, Night, load_nights, night_dream_set, probe_runs
+from reverie.report.nights import DROP, PARTS, RISE, Night, ProbeRun, load_nights, night_dream_set, probe_runs
 from reverie.report.svg import GREY, PALETTE, RED, Series, line_chart, percent, stacked_bars
 
 PART_COLOURS = ("#1f77b4", "#9ecae1", "#2ca02c", "#d9d9d9")  # trained, replayed, quiz, dropped
@@ -40,7 +40,7 @@ def night_page(store, embedder=None, home: Path | str | None = None) -> str:
         h.section("Dreams by night", _dream_sets(store, nights)),
         h.section("Map of the dreams", h.paragraph(note, "note"), h.charts(h.figure("dreams and their sources", svg))
                   if svg else ""),
-        h.section("Probe answers, before and after", _probe_answers(store)),
+        h.section("Probe answers, before and after", _probe_answers(store, nights)),
     ]
     title = f"reverie: {len(nights)} night{'s' if len(nights) != 1 else ''}"
     return h.document(title, parts, subtitle=subtitle)
@@ -124,16 +124,24 @@ def _dream_sets(store, nights: Sequence[Night]) -> str:
     return "".join(blocks) or h.paragraph("No night has dreams recorded.", "note")
 
 
-def _probe_answers(store) -> str:
-    note = h.paragraph(h.Raw(
-        "Nights store their probe figures, not the probe answers. Probe runs saved with "
-        "<code>reverie probe --prompts FILE --save LABEL [--night N]</code> are shown here, the first beside "
-        "the last."), "note")
-    runs = probe_runs(store)
+def _probe_answers(store, nights: Sequence[Night]) -> str:
+    """What the model says to the probe's prompts: the base model beside the last kept night's
+    adapter (and the latest night's candidate when it was rejected), from the nights' figures;
+    homes whose nights kept no answers show probe runs saved with `reverie probe --save`."""
+    runs = _night_probes(nights)
+    if runs:
+        note = h.paragraph("One answer from each of the largest clusters of the gate's probe (temperature "
+                           "sampling, the same draws for every model).", "note")
+    else:
+        note = h.paragraph(h.Raw(
+            "No night kept its probe answers. Probe runs saved with <code>reverie probe --prompts FILE "
+            "--save LABEL [--night N]</code> are shown here, the first beside the last."), "note")
+        saved = probe_runs(store)
+        runs = [saved[0]] if len(saved) == 1 else saved[:1] + saved[-1:]
     if not runs:
         return note
-    before, after = runs[0], runs[-1]
-    shared = [p for p in before.examples if p in after.examples][:PROBE_PROMPTS] or list(before.examples)[:PROBE_PROMPTS]
+    shared = [p for p in runs[0].examples if all(p in r.examples for r in runs)][:PROBE_PROMPTS] \
+        or list(runs[0].examples)[:PROBE_PROMPTS]
 
     def cell(run, prompt: str) -> h.Raw:
         said = run.examples.get(prompt, [])[:PROBE_EXAMPLES]
@@ -142,9 +150,23 @@ def _probe_answers(store) -> str:
     def head(run) -> str:
         return f"{run.label} ({run.created_at[:10]}{f', night {run.night_id}' if run.night_id else ''})"
 
-    columns = [before] if before is after else [before, after]
-    rows = [[p, *(cell(r, p) for r in columns)] for p in shared]
-    return note + h.table(["prompt", *(head(r) for r in columns)], rows, cls="probe")
+    rows = [[p, *(cell(r, p) for r in runs)] for p in shared]
+    return note + h.table(["prompt", *(head(r) for r in runs)], rows, cls="probe")
+
+
+def _night_probes(nights: Sequence[Night]) -> list[ProbeRun]:
+    """The base model's probe answers, the last kept night's and the latest night's if rejected."""
+    def run(n: Night, which: str, label: str) -> ProbeRun | None:
+        examples = n.figures(which).get("probe_examples")
+        return ProbeRun(n.id, label, n.id, n.started_at or "", examples) if isinstance(examples, dict) and examples \
+            else None
+
+    base = next((r for n in nights if (r := run(n, "base", "base model"))), None)
+    kept = next((r for n in reversed(nights) if n.status == "kept" and (r := run(n, "candidate", f"night-{n.id}, kept"))),
+                None)
+    latest = nights[-1] if nights else None
+    rejected = run(latest, "candidate", f"night-{latest.id}, rejected") if latest and latest.status == "rejected" else None
+    return [r for r in (base, kept, rejected) if r is not None] if base or kept else []
 
 
 def default_path(home: Path | str) -> Path:
