@@ -19,10 +19,14 @@ import contextlib
 import json
 import shutil
 import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from reverie.errors import ReverieError
+
+# PEFT asks transformers 5 for a renamed attribute each time it wraps a model; nothing to act on.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 META = "reverie_adapter.json"
 
