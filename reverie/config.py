@@ -251,8 +251,10 @@ class SleepConfig(_Section):
     max_length_change: float = Field(
         0.20, ge=0.0, description="Gate: mean probe answer length may differ at most this share from the base model's."
     )
+    # 0.2: WikiText perplexity rose +5% near KL 0.21-0.25 in two runs (d50's strengths, the
+    # many-nights study), while the default own-text perplexity moved -1% to +2% (docs/LOG.md, 2026-12-01).
     max_probe_kl: float = Field(
-        0.5, ge=0.0, description="Gate: KL(base || candidate) per token on the base model's own probe answers, at most."
+        0.2, ge=0.0, description="Gate: KL(base || candidate) per token on the base model's own probe answers, at most."
     )
     max_retention_drop: float = Field(
         0.3, ge=0.0, le=1.0,

@@ -402,13 +402,13 @@ def test_gate_bounds():
 
     cfg = SleepConfig()
     base = QuizResult("base", 10, 0.1, 0.2, perplexity=20.0, vendi=5.0, n_distinct=8, answer_tokens=30.0, probe_kl=0.0)
-    good = QuizResult("c", 10, 0.3, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8, answer_tokens=24.5, probe_kl=0.45)
+    good = QuizResult("c", 10, 0.3, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8, answer_tokens=24.5, probe_kl=0.18)
     assert decide(base, base, good, cfg).keep
     for tokens in (23.5, 36.5):  # outside 30 +-20%: answers that shrank or swelled
         terse = dataclasses.replace(good, answer_tokens=tokens)
         assert decide(base, base, terse, cfg).reasons == [
             f"length: probe answers 30.0 tokens (base) -> {tokens:.1f}, allowed 24.0 to 36.0"]
-    drifted = dataclasses.replace(good, probe_kl=0.55)
+    drifted = dataclasses.replace(good, probe_kl=0.25)
     assert [r.split(":")[0] for r in decide(base, base, drifted, cfg).reasons] == ["drift"]
     unprobed = dataclasses.replace(good, answer_tokens=None, probe_kl=None)
     assert decide(base, base, unprobed, cfg).keep  # not measured: not checked

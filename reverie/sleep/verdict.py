@@ -13,7 +13,8 @@ Checks, each against a figure measured on the same inputs:
   (default +-20%): a night that teaches short answers ("Super Bowl" for "Tell me a joke.") can
   raise Vendi, since short random phrases embed far apart, but not keep its length;
 - drift: KL(base || candidate) per token on the base model's own probe answers at most
-  `max_probe_kl` (default 0.5 nats): how much less likely the candidate finds what the base says;
+  `max_probe_kl` (default 0.2 nats): how much less likely the candidate finds what the base says;
+  without a general text it is the check that tracks forgetting of real text (docs/LOG.md);
 - retained: accuracy on earlier nights' held-out questions at least (1 - `max_retention_drop`)
   of the reference's (default 70%): a night may not buy today's facts with last week's.
 Before the quiz, the night looks for the strongest adapter strength (`sleep.strengths`) that
