@@ -171,57 +171,65 @@ _BLOCK = frozenset(
 
 
 def _html(source: str) -> tuple[str, str]:
-    """Visible text with one blank line between blocks (paragraphs, headings, list items, rows).
-
-    Whitespace inside a block is collapsed as a browser would; <pre> keeps its own. The walk
-    uses an explicit stack: deeply nested (or never closed) tags must not hit the recursion limit.
-    """
-    from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
+    """Visible text with one blank line between blocks (paragraphs, headings, list items, rows),
+    and the page's title (its <title>, else its first <h1>)."""
+    from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(_normalise(source), "html.parser")
     title = " ".join(soup.title.get_text().split()) if soup.title else ""
     if not title and (h1 := soup.find("h1")):
         title = " ".join(h1.get_text().split())
+    return _Blocks().walk(soup), title
 
-    blocks: list[str] = []
-    current: list[str] = []
 
-    def close_block() -> None:
-        lines = (line.strip() for line in "".join(current).split("\n"))  # "\n" only from <br>
+class _Blocks:
+    """The text of an HTML tree as blocks. Whitespace inside a block is collapsed as a browser
+    would; <pre> keeps its own. The walk uses an explicit stack: deeply nested (or never closed)
+    tags must not hit the recursion limit."""
+
+    def __init__(self) -> None:
+        self.blocks: list[str] = []
+        self.current: list[str] = []
+
+    def close(self) -> None:
+        lines = (line.strip() for line in "".join(self.current).split("\n"))  # "\n" only from <br>
         block = "\n".join(line for line in lines if line)
         if block:
-            blocks.append(block)
-        current.clear()
+            self.blocks.append(block)
+        self.current.clear()
 
-    skipped = (Comment, Declaration, Doctype, ProcessingInstruction)
-    stack = [(iter(soup.children), False)]
-    while stack:
-        children, is_block = stack[-1]
-        node = next(children, None)
-        if node is None:
-            stack.pop()
-            if is_block:
-                close_block()
-        elif isinstance(node, NavigableString):
-            if not isinstance(node, skipped):
-                current.append(_SPACES.sub(" ", node))  # source line breaks are just spaces
-        elif node.name in _DROP:
-            continue
-        elif node.name == "br":
-            current.append("\n")
-        elif node.name == "pre":
-            close_block()
-            if pre := node.get_text().strip("\n"):
-                blocks.append(pre)
-        else:
-            block = node.name in _BLOCK
-            if block:
-                close_block()
-            elif node.name in ("td", "th"):
-                current.append(" ")  # cells of a row stay on one line, apart
-            stack.append((iter(node.children), block))
-    close_block()
-    return "\n\n".join(blocks), title
+    def walk(self, soup) -> str:
+        from bs4 import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
+
+        skipped = (Comment, Declaration, Doctype, ProcessingInstruction)
+        stack = [(iter(soup.children), False)]
+        while stack:
+            children, is_block = stack[-1]
+            node = next(children, None)
+            if node is None:
+                stack.pop()
+                if is_block:
+                    self.close()
+            elif isinstance(node, NavigableString):
+                if not isinstance(node, skipped):
+                    self.current.append(_SPACES.sub(" ", node))  # source line breaks are just spaces
+            elif node.name in _DROP:
+                continue
+            elif node.name == "br":
+                self.current.append("\n")
+            elif node.name == "pre":
+                self.close()
+                if pre := node.get_text().strip("\n"):
+                    self.blocks.append(pre)
+            else:
+                block = node.name in _BLOCK
+                if block:
+                    self.close()
+                elif node.name in ("td", "th"):
+                    self.current.append(" ")  # cells of a row stay on one line, apart
+                stack.append((iter(node.children), block))
+        self.close()
+        return "\n\n".join(self.blocks)
 
 
 # -- PDF ----------------------------------------------------------------------------------------
