@@ -116,7 +116,7 @@ class Reverie:
     def chat_session(self, conversation_id: int | None = None):
         from reverie.wake.chat import ChatSession
 
-        return ChatSession(self, conversation_id)
+        return ChatSession(self.store, self.settings, lambda: self.backend, lambda: self.lookup, conversation_id)
 
     def chat_once(self, prompt: str, **sampling):
         return self.chat_session().ask(prompt, **sampling)

@@ -13,6 +13,7 @@ each answer.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reverie.models.backend import Generation, SamplingParams, format_chat
@@ -41,22 +42,28 @@ class ChatTurn:
 
 
 class ChatSession:
-    """One conversation. `ask` adds a user turn, answers it, and stores both."""
+    """One conversation. `ask` adds a user turn, answers it, and stores both.
 
-    def __init__(self, rv, conversation_id: int | None = None):
-        self.rv = rv
-        self.store = rv.store
-        self.settings = rv.settings
+    Handed what it needs (reverie.app.Reverie.chat_session builds it): the store, the settings, and
+    callables giving the backend (the model with the adapter in use) and the lookup, so that
+    neither loads before the first question."""
+
+    def __init__(self, store, settings, backend: Callable[[], object], lookup: Callable[[], object],
+                 conversation_id: int | None = None):
+        self.store = store
+        self.settings = settings
+        self._backend = backend
+        self._lookup = lookup
         self.conversation_id = conversation_id
         self.history: list[dict[str, str]] = []
         if conversation_id is not None:
             rows = self.store.messages(conversation_id)
             self.history = [{"role": r["role"], "content": r["content"]} for r in rows if r["role"] != "system"]
 
-    def _fit(self, messages: list[dict[str, str]], max_new_tokens: int) -> list[dict[str, str]]:
+    def _fit(self, backend, messages: list[dict[str, str]], max_new_tokens: int) -> list[dict[str, str]]:
         """Drop the oldest turns until the prompt fits the model's context."""
-        tok = self.rv.tokenizer
-        limit = getattr(self.rv.loaded.model.config, "max_position_embeddings", 2048) - max_new_tokens
+        tok = backend.tokenizer
+        limit = getattr(backend.model.config, "max_position_embeddings", 2048) - max_new_tokens
         while len(messages) > 2:
             # the model's own template, as generation formats it (a system turn folded in where refused)
             n = len(tok(format_chat(tok, messages), add_special_tokens=False)["input_ids"])
@@ -71,15 +78,15 @@ class ChatSession:
             from reverie.errors import ReverieError
 
             raise ReverieError("empty prompt")
-        backend = self.rv.backend  # load the model before opening a conversation
+        backend = self._backend()  # load the model before opening a conversation
         if self.conversation_id is None:
             self.conversation_id = self.store.new_conversation(model=backend.identity, title=text[:80])
-        recalled = self.rv.lookup.recall(text)
+        recalled = self._lookup().recall(text)
         hits = recalled.hits
         params = SamplingParams.from_config(self.settings.generation, **sampling).resolved()
         messages = [{"role": "system", "content": self.settings.wake.system_prompt}, *self.history,
                     {"role": "user", "content": lookup_message(hits, text)}]
-        messages = self._fit(messages, params.max_new_tokens)
+        messages = self._fit(backend, messages, params.max_new_tokens)
         self.store.add_message(self.conversation_id, "user", text)
         t0 = time.perf_counter()
         gen = backend.generate([messages], params)[0]
