@@ -114,7 +114,11 @@ def test_a_user_never_sees_another_users_documents_or_conversations(served):
         assert not sources(theirs) & alice_sources
         assert not any("zebra" in c["text"] or "vermilion" in c["text"] for c in theirs.model_extra["citations"])
     shared = {c["source"] for c in chat(bob, "When is the lantern festival?", store=False).model_extra["citations"]}
-    assert shared == {"/notes/vell.md"} == sources(chat(alice, "When is the lantern festival?", store=False))
+    assert shared == {"/notes/vell.md"}  # the shared reading, for bob as for alice
+    hers = sources(chat(alice, "When is the lantern festival?", store=False))
+    # ... beside which alice's own conversations may come up: the tiny model's random replies in them
+    # can share words with any question (only alice's store=True chats were kept).
+    assert "/notes/vell.md" in hers and all(s == "/notes/vell.md" or s.startswith("serve:") for s in hers), hers
     status, _, body = http("GET", f"{served.url}/v1/documents", headers={"Authorization": f"Bearer {served.tokens['bob']}"})
     assert status == 200 and json.loads(body)["data"] == []
     status, _, body = http("GET", f"{served.url}/v1/documents",
