@@ -137,7 +137,7 @@ class Reverie:
         from reverie.sleep import NightContext, run_night
 
         user_id = self.store.user(user)["id"] if user else None
-        ctx = NightContext(self.store, self.settings, self.load_base, self.dream, self.log)
+        ctx = NightContext(self.store, self.settings, self.load_base, self.dream, lambda: self.lookup, self.log)
         return run_night(ctx, budget=budget, quiz_file=quiz_file, progress=progress, user_id=user_id)
 
     def forget(self, source: str | None = None, conversation: int | None = None, user: str | None = None):

@@ -54,6 +54,8 @@ from reverie.quiz.questions import Question
 
 WINDOW = 512  # tokens per perplexity window
 PROBE_EXAMPLES = 3  # probe answers kept per prompt with a model's figures (the report shows them)
+# What a measure with `rest` adds to the quiz: perplexity and the probe (cached per home for the base model).
+REST_FIELDS = ("perplexity", "vendi", "n_distinct", "answer_tokens", "probe_kl", "probe_examples")
 
 
 @dataclass
@@ -239,9 +241,7 @@ class Measure:
     def rest_of(self, result: QuizResult) -> dict:
         """The base model's perplexity and probe figures and its probe answers, as JSON."""
         ref = self.reference
-        return {"perplexity": result.perplexity, "vendi": result.vendi, "n_distinct": result.n_distinct,
-                "answer_tokens": result.answer_tokens, "probe_kl": result.probe_kl,
-                "probe_examples": result.probe_examples,
+        return {**{f: getattr(result, f) for f in REST_FIELDS},
                 "reference": None if ref is None else {
                     "prompts": ref.prompts, "answers": ref.answers, "ended": ref.ended,
                     "log_probs": ref.log_probs.tolist(), "tokens": ref.tokens.tolist()}}
@@ -253,8 +253,7 @@ class Measure:
         if ref is not None:
             self.reference = ProbeReference(ref["prompts"], ref["answers"], ref["ended"],
                                             np.asarray(ref["log_probs"]), np.asarray(ref["tokens"]))
-        figures = {k: rest[k] for k in ("perplexity", "vendi", "n_distinct", "answer_tokens", "probe_kl")}
-        return replace(result, **figures, probe_examples=rest.get("probe_examples") or {})
+        return replace(result, **{f: rest[f] for f in REST_FIELDS if f in rest})  # older caches: no examples
 
     def _quiz(self, backend, questions: list[Question], asked: list[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Greedy answers and, per answer, (answer contained, token F1); `asked`: the user messages

@@ -3,7 +3,7 @@ it into a LoRA adapter, quiz it, gate it.
 
     from reverie.sleep import run_night
     result = rv.sleep(budget=20000, quiz_file="quiz.jsonl", progress=print)   # reverie.app.Reverie
-    result = run_night(NightContext(store, settings, load_base, dream, log), budget=20000)
+    result = run_night(NightContext(store, settings, load_base, dream, lookup, log), budget=20000)
     result.status, result.figures["candidate"]["accuracy"], result.timings
 
 1. Dream (`_dream`): when documents were read since the last finished night, `ctx.dream` over
@@ -75,6 +75,7 @@ if TYPE_CHECKING:  # types only: the night imports the models lazily, so the CLI
     from reverie.dream import DreamResult
     from reverie.models.loading import LoadedModel
     from reverie.store import Store
+    from reverie.wake.lookup import Lookup
 
 
 @dataclass
@@ -85,6 +86,7 @@ class NightContext:
     settings: Settings
     load_base: Callable[[], LoadedModel]  # a fresh copy of the base model, no adapter
     dream: Callable[..., DreamResult]  # dream over new reading: (budget, generators, user_id, progress)
+    lookup: Callable[[], Lookup]  # the store's hybrid search (its embedder loads on first use)
     log: Callable[[str], None]
 
 
@@ -443,11 +445,9 @@ def _retrieval(ctx, questions, night_id: int, progress):
     """The night's quiz looked up in the store, so that every model measured also answers with
     lookup (`quiz.lookup`): what a user asking chat gets, recorded beside closed book, not gated."""
     from reverie.quiz.run import retrieve
-    from reverie.wake.lookup import Lookup
 
-    lookup = Lookup(ctx.store, ctx.settings.wake, log=ctx.log)
     k = max(1, ctx.settings.wake.recall_chunks)
-    return retrieve(lookup, questions, k, progress, ctx.store.night(night_id)["user_id"])
+    return retrieve(ctx.lookup(), questions, k, progress, ctx.store.night(night_id)["user_id"])
 
 
 def own_text(ctx, loaded, quiz_cfg) -> list[str]:
@@ -494,6 +494,7 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, progress=
     the probe alone; the quiz is asked once, at the strength chosen, so the accuracy the gate
     reports is not selected on."""
     from reverie.models.lora import strength
+    from reverie.quiz.run import REST_FIELDS
     from reverie.sleep.verdict import bounds
 
     tried: list[dict] = []
@@ -507,14 +508,8 @@ def choose_strength(loaded, name: str, measure, base, cfg, label: str, progress=
             break
     with strength(loaded.model, name, factor):
         asked = measure(loaded, label, progress, rest=False)  # perplexity and the probe are `result`'s
-    quizzed = {f: getattr(asked, f) for f in QUIZ_FIELDS}
-    return factor, tried, dataclasses.replace(result, label=label, seconds={**asked.seconds, **result.seconds},
-                                              **quizzed)
-
-
-# What the quiz measures (closed book, retention, lookup), as opposed to perplexity and the probe.
-QUIZ_FIELDS = ("accuracy", "f1", "answers", "retained", "n_retained", "lookup_accuracy", "lookup_f1", "gold_accuracy",
-               "gold_f1", "n_gold", "recall_at_k", "lookup_k", "recall_at", "lookup_relevant")
+    probed = {f: getattr(result, f) for f in REST_FIELDS}
+    return factor, tried, dataclasses.replace(asked, seconds={**asked.seconds, **result.seconds}, **probed)
 
 
 def _finite(model, adapter: str) -> bool:
