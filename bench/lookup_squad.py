@@ -33,10 +33,11 @@ import numpy as np
 
 def use_adapter(rv, folder: Path) -> None:
     """Register a saved adapter in the fresh home and put it in use, as `reverie use` would."""
-    from reverie.models.lora import check_dir, read_meta
+    from reverie.models import model_identity
+    from reverie.models.lora import check_dir
 
-    base = read_meta(folder).get("base_model") or ""
-    check_dir(folder, base)
+    base = model_identity(rv.model_path)
+    check_dir(folder, base)  # refused when it was trained for another base model
     rv.store.add_adapter("kept", str(folder.resolve()), base, None, "kept", {"from": str(folder)})
     rv.store.set_state("adapter", "kept")
 
