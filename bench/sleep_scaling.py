@@ -10,6 +10,10 @@ again, then training, quiz and gate as shipped. So the rows differ only in train
 row's time is the teacher's targets + training + quiz (add the original night's dream, replay and
 teacher-answer seconds for a whole night's).
 
+`--set KEY=VALUE` (repeatable) changes a training setting for every row, the same way: the lever
+of an ablation that needs the same dreams and teacher answers (for example
+`--scale 1 --set 'sleep.target_modules=[gate_proj,up_proj,down_proj]'`). VALUE is read as YAML.
+
 Prints a JSON summary (also written to --out) and, with --markdown, a BENCHMARKS.md table.
 `--smoke`: seconds, one scale on a tiny-model night (bench/common.py).
 """
@@ -28,13 +32,37 @@ import common  # bench/ is on the path: run as a script
 from common import protocol_overrides, throttled_progress
 
 
-def rewind(home: Path, scale: float) -> float:
-    """Rewind the home's first night to before training, with epochs x `scale`; returns the epochs."""
+def apply_sets(settings: dict, sets: dict[str, object]) -> dict:
+    """The night's stored settings (its sleep and quiz sections) with `sets` (dotted keys) changed,
+    validated: a misspelt --set fails before any work."""
+    from pydantic import ValidationError
+
+    from reverie.config import QuizConfig, SleepConfig
+
+    settings = json.loads(json.dumps(settings))
+    for key, value in sets.items():
+        section, _, name = key.partition(".")
+        if section not in ("sleep", "quiz"):
+            sys.exit(f"error: --set {key}: a night stores only its sleep.* and quiz.* settings")
+        settings[section][name] = value
+    try:
+        SleepConfig.model_validate(settings["sleep"])
+        QuizConfig.model_validate(settings["quiz"])
+    except ValidationError as e:
+        err = e.errors()[0]
+        sys.exit(f"error: --set: {'.'.join(map(str, err['loc']))}: {err['msg']}")
+    return settings
+
+
+def rewind(home: Path, scale: float, sets: dict[str, object]) -> float:
+    """Rewind the home's first night to before training, with epochs x `scale` and the settings
+    `sets` changed; returns the epochs."""
     from reverie.store import Store
 
     store = Store.open(home / "reverie.db")
     night = store.night(1)
     config = json.loads(night["config"])
+    config["settings"] = apply_sets(config["settings"], sets)
     epochs = config["settings"]["sleep"]["epochs"] * scale
     config["settings"]["sleep"]["epochs"] = epochs
     with store.transaction():
@@ -57,12 +85,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--keep", action="store_true", help="keep the copied homes (printed)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting changed in every row, e.g. sleep.kl_weight=4 (VALUE read as YAML)")
     # its own smoke home: rewind() removes the adapter folders the copied store names, the original's
     args = common.parse(ap, argv, lambda d: {"home": common.smoke_night_home("scaling-home"), "scale": [2.0]})
+
+    import yaml
 
     from reverie.app import Reverie
     from reverie.config import load_settings
     from reverie.store import Store
+
+    sets = {}
+    for item in args.sets:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key:
+            sys.exit(f"error: --set {item!r}: expected SECTION.KEY=VALUE")
+        sets[key] = yaml.safe_load(value)
 
     src = Store.open(args.home / "reverie.db")
     original = src.night(1)
@@ -71,12 +110,13 @@ def main(argv: list[str] | None = None) -> dict:
     first = {"timings": json.loads(original["timings"]), "metrics": json.loads(original["metrics"]),
              "epochs": json.loads(original["config"])["settings"]["sleep"]["epochs"]}
     wikitext = json.loads(original["config"])["settings"]["quiz"]["general_text"]
+    apply_sets(json.loads(original["config"])["settings"], sets)  # fails early on a bad --set
     src.close()
-    rows = [row(first["metrics"], first["timings"], 1.0, first["epochs"])]
+    rows = [row(first["metrics"], first["timings"], 1.0, first["epochs"], {})]
     for scale in args.scale:
         home = Path(tempfile.mkdtemp(prefix=f"reverie-scale{scale:g}-"))
         shutil.copytree(args.home, home, symlinks=True, dirs_exist_ok=True)
-        epochs = rewind(home, scale)
+        epochs = rewind(home, scale, sets)
         overrides = protocol_overrides(Path(wikitext) if wikitext else None)
         if args.threads:
             overrides["model"] = {"threads": args.threads}
@@ -84,21 +124,21 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"scale {scale:g}: epochs {epochs:g} in {home}", file=sys.stderr)
         result = rv.sleep(quiz_file=home / "quiz.jsonl", progress=throttled_progress(30))
         night = rv.store.night(result.night_id)
-        rows.append(row(json.loads(night["metrics"]), result.timings, scale, epochs))
+        rows.append(row(json.loads(night["metrics"]), result.timings, scale, epochs, sets))
         rv.store.close()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    out = {"home": str(args.home), "load_average": os.getloadavg(), "rows": rows}
+    out = {"home": str(args.home), "set": sets, "load_average": os.getloadavg(), "rows": rows}
     common.write_json(args.out, out)
     if args.markdown:
         print(markdown(out))
     return out
 
 
-def row(metrics: dict, timings: dict, scale: float, epochs: float) -> dict:
+def row(metrics: dict, timings: dict, scale: float, epochs: float, sets: dict) -> dict:
     f = metrics["figures"]
     strength = f.get("strength") or {}
-    return {"scale": scale, "epochs": epochs, "status": "kept" if all(c["passed"] for c in metrics["checks"])
+    return {"scale": scale, "epochs": epochs, "set": sets, "status": "kept" if all(c["passed"] for c in metrics["checks"])
             else "rejected", "strength": strength.get("chosen"),
             "accuracy": f["candidate"]["accuracy"], "f1": f["candidate"]["f1"],
             "perplexity_rise": f["candidate"]["perplexity"] / f["base"]["perplexity"] - 1,
@@ -108,10 +148,11 @@ def row(metrics: dict, timings: dict, scale: float, epochs: float) -> dict:
 
 
 def markdown(out: dict) -> str:
-    lines = ["| training budget | epochs | verdict | strength | contained | token F1 | ppl rise | probe Vendi | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| training budget | changed | epochs | verdict | strength | contained | token F1 | ppl rise | probe Vendi "
+             "| train s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
-        lines.append(f"| {r['scale']:g}x | {r['epochs']:g} | {r['status']} | {r['strength'] or 1:g} | "
+        changed = ", ".join(f"{k}={v}" for k, v in r["set"].items()) or "as the night ran"
+        lines.append(f"| {r['scale']:g}x | {changed} | {r['epochs']:g} | {r['status']} | {r['strength'] or 1:g} | "
                      f"{r['accuracy']:.1%} | {r['f1']:.3f} | {r['perplexity_rise']:+.1%} | {r['probe_vendi']:.2f} | "
                      f"{r['train_seconds']:.0f} |")
     return "\n".join(lines)

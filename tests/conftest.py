@@ -129,7 +129,9 @@ def sleepy(home, tmp_path, monkeypatch):
         # runs distilled nights).
         "sleep: {objective: sft, rank: 8, alpha: 16, batch_tokens: 256, epochs: 40, lr: 0.02, checkpoint_every: 2,\n"
         "        target_modules: [q_proj, v_proj, up_proj, down_proj, lm_head],\n"
-        "        max_perplexity_rise: 1.0e+30, max_vendi_drop: 1.0, max_length_change: 1.0e+30, max_probe_kl: 1.0e+30}\n"
+        "        max_perplexity_rise: 1.0e+30, max_vendi_drop: 1.0, max_length_change: 1.0e+30, max_probe_kl: 1.0e+30,\n"
+        # Three questions: a one-sided signed-rank test gives at least p = 1/8 (all three up).
+        "        significance: 0.2}\n"
         f"quiz: {{general_text: '{general}', perplexity_tokens: 200, probe_prompts: ['Tell me a joke.'],\n"
         "       probe_n: 3, probe_max_new_tokens: 8, max_new_tokens: 8}\n",
         encoding="utf-8",

@@ -59,20 +59,25 @@ def test_earlier_nights_questions_stay_held_out_and_are_asked_every_later_night(
 
 
 def test_a_night_that_forgets_earlier_answers_is_rolled_back(sleepy, monkeypatch, cli):
-    """Measured figures are replaced by fixed ones so the verdict is known: night 1's adapter
-    answers its question; night 2's candidate answers its own but none of night 1's."""
+    """Measured figures are replaced by fixed ones so the verdict is known: each night's candidate
+    makes its own answers likelier, and night 2's makes every earlier one less likely (six
+    questions each, as if the nights had held out more: the tests need them to reach their level)."""
     from reverie.quiz import run
 
     monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "1")
     monkeypatch.setenv("REVERIE_QUIZ__HOLDOUT", "0.34")
     real = run.Measure.__call__
-    said = {"night-1": (0.5, 1.0), "night-2": (1.0, 0.0)}  # label: (accuracy, retained)
+    said = {"base": (-3.0, None, None), "night-1": (-2.0, -1.0, 1.0), "night-2": (-1.0, -4.0, 0.0)}
+    # label: (tonight's answers' log-prob, earlier nights', earlier accuracy)
 
     def measured(self, loaded, label, *a, **k):
         out = real(self, loaded, label, *a, **k)
         if label in said and out.accuracy is not None:
-            out.accuracy, retained = said[label]
-            out.retained = retained if out.n_retained else None
+            new, earlier, retained = said[label]
+            out.answer_logp = [new + 0.1 * i for i in range(6)]
+            if out.n_retained and earlier is not None:
+                out.n_retained, out.retained = 6, retained
+                out.retained_logp = [earlier + 0.1 * i for i in range(6)]
         return out
 
     monkeypatch.setattr(run.Measure, "__call__", measured)
@@ -84,7 +89,8 @@ def test_a_night_that_forgets_earlier_answers_is_rolled_back(sleepy, monkeypatch
     assert result.status == "rejected"
     failed = [c for c in result.checks if not c.passed]
     assert [c.name for c in failed] == ["retained"], failed
-    assert "100.0% (night-1) -> 0.0%, floor 70.0% of 1" in failed[0].detail
+    assert "-0.75 (night-1) -> -3.75, lower for 6 of 6" in failed[0].detail
+    assert "accuracy 100.0% -> 0.0%" in failed[0].detail
     assert _rv().store.get_state("adapter") == "night-1"  # rolled back
 
     r = cli("nights")

@@ -146,6 +146,20 @@ def test_probe_kl_is_zero_for_the_base_and_matches_a_hand_computation(tiny):
     assert set(cand.as_dict()) >= {"answer_tokens", "probe_kl", "vendi"}
 
 
+def test_gold_answer_likelihood_is_per_token_and_takes_the_likeliest_accepted_answer(tiny):
+    from reverie.quiz.run import gold_logp
+
+    qs = [Question("What is the capital of France?", "Paris"),
+          Question("What is the capital of France?", ["Paris", "the city of Paris", "Paris"])]
+    one, many = gold_logp(tiny, qs)
+    lp, n = _answer_log_prob(tiny.model, tiny.tokenizer, qs[0].question, "Paris", False)
+    assert one == pytest.approx(lp / n, rel=1e-5)
+    longer, m = _answer_log_prob(tiny.model, tiny.tokenizer, qs[0].question, "the city of Paris", False)
+    assert many == pytest.approx(max(lp / n, longer / m), rel=1e-5)
+    measured = _measure(qs)(tiny, "base")  # the quiz records them, one per question, for the gate
+    assert measured.answer_logp == pytest.approx([one, many], rel=1e-5) and measured.retained_logp == []
+
+
 def test_cached_base_figures_give_the_same_figures_and_drift(tiny, tmp_path):
     """A night measures the base model's perplexity and probe once per home (night._base): the
     cached figures and probe answers give what measuring again gives, for the base and for a
@@ -217,8 +231,9 @@ def test_gate_rejects_an_adapter_that_answers_everything_in_two_words(tiny):
     failed = {c.name for c in bounds(base, cand, cfg) if not c.passed}
     assert {"length", "drift"} <= failed, failed
     assert cand.probe_kl > cfg.max_probe_kl
-    # Even with the diversity check opened (the issue's Vendi rose), the verdict is a rejection.
-    verdict = decide(base, base, cand, cfg.model_copy(update={"max_vendi_drop": 1.0}))
+    # Even with the diversity check opened (the issue's Vendi rose), and the learned test opened to
+    # what one question can show (p 1/2), the verdict is a rejection.
+    verdict = decide(base, base, cand, cfg.model_copy(update={"max_vendi_drop": 1.0, "significance": 0.6}))
     assert not verdict.keep and [r.split(":")[0] for r in verdict.reasons] == ["length", "drift"]
 
 

@@ -401,9 +401,12 @@ def test_gate_bounds():
     from reverie.sleep.verdict import decide
 
     cfg = SleepConfig()
-    base = QuizResult("base", 10, 0.1, 0.2, perplexity=20.0, vendi=5.0, n_distinct=8, answer_tokens=30.0, probe_kl=0.0)
-    good = QuizResult("c", 10, 0.3, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8, answer_tokens=24.5, probe_kl=0.18)
-    assert decide(base, base, good, cfg).keep
+    before, after = [-4.0 - 0.1 * i for i in range(10)], [-3.0 - 0.1 * i for i in range(10)]
+    base = QuizResult("base", 10, 0.1, 0.2, perplexity=20.0, vendi=5.0, n_distinct=8, answer_tokens=30.0, probe_kl=0.0,
+                      answer_logp=before)
+    good = QuizResult("c", 10, 0.1, 0.4, perplexity=20.9, vendi=4.6, n_distinct=8, answer_tokens=24.5, probe_kl=0.18,
+                      answer_logp=after)
+    assert decide(base, base, good, cfg).keep  # every answer likelier, no more of them right: learned
     for tokens in (23.5, 36.5):  # outside 30 +-20%: answers that shrank or swelled
         terse = dataclasses.replace(good, answer_tokens=tokens)
         assert decide(base, base, terse, cfg).reasons == [
@@ -412,15 +415,47 @@ def test_gate_bounds():
     assert [r.split(":")[0] for r in decide(base, base, drifted, cfg).reasons] == ["drift"]
     unprobed = dataclasses.replace(good, answer_tokens=None, probe_kl=None)
     assert decide(base, base, unprobed, cfg).keep  # not measured: not checked
-    forgot = QuizResult("c", 10, 0.3, 0.4, perplexity=21.1, vendi=5.0, n_distinct=8)
+    forgot = dataclasses.replace(good, perplexity=21.1, vendi=5.0)
     assert decide(base, base, forgot, cfg).reasons[0].startswith("forgetting")
-    collapsed = QuizResult("c", 10, 0.3, 0.4, perplexity=20.0, vendi=4.4, n_distinct=3)
+    collapsed = dataclasses.replace(good, perplexity=20.0, vendi=4.4, n_distinct=3)
     assert decide(base, base, collapsed, cfg).reasons[0].startswith("diversity")
-    kept_before = QuizResult("night-1", 10, 0.3, 0.4, perplexity=20.0, vendi=5.0, n_distinct=8)
+    kept_before = dataclasses.replace(base, label="night-1", answer_logp=after)
     assert decide(base, kept_before, good, cfg).reasons[0].startswith("learned")  # no gain over the kept one
+    # Seven of ten likelier, three less and by more: the mean rose, but not beyond chance (p 0.5).
+    mixed = dataclasses.replace(good, answer_logp=[b + (1.0 if i < 7 else -1.5) for i, b in enumerate(before)])
+    [reason] = decide(base, base, mixed, cfg).reasons
+    assert reason.startswith("learned: held-out answers' log-prob a token -4.45 (base) -> -4.20, higher for 7 of 10")
+    assert "needs < 0.05" in reason
+    unmoved = dataclasses.replace(good, answer_logp=before)
+    assert "signed-rank p 1" in decide(base, base, unmoved, cfg).reasons[0]
+    few = dataclasses.replace(good, n_questions=4, answer_logp=after[:4])
+    base4 = dataclasses.replace(base, n_questions=4, answer_logp=before[:4])
+    assert decide(base4, base4, few, cfg).reasons == [
+        "learned: 4 held-out questions cannot show learning at p < 0.05: the paired test needs at least 5 (read "
+        "more, or quiz with --quiz); accuracy 10.0% (base) -> 10.0%"]
     assert not decide(base, base, None, cfg).keep  # diverged
     unmeasured = QuizResult("c", 0, None, None, None, None, None)
     assert decide(base, base, unmeasured, cfg).reasons == ["learned: no quiz questions, so no evidence the night helped"]
+
+
+def test_gate_retention_is_a_paired_test_on_earlier_answers():
+    from reverie.config import SleepConfig
+    from reverie.quiz.run import QuizResult
+    from reverie.sleep.verdict import decide
+
+    cfg = SleepConfig()
+    old = [-3.0 - 0.2 * i for i in range(8)]
+    ref = QuizResult("night-1", 10, 0.0, 0.0, None, None, None, answer_logp=[-5.0] * 10, retained=0.25,
+                     n_retained=8, retained_logp=old)
+    cand = dataclasses.replace(ref, label="night-2", answer_logp=[-4.0] * 10, retained=0.25)
+    lower = dataclasses.replace(cand, retained_logp=[x - 0.5 for x in old])  # every earlier answer less likely
+    [reason] = decide(ref, ref, lower, cfg).reasons
+    assert reason.startswith("retained: earlier nights' answers' log-prob a token -3.70 (night-1) -> -4.20, lower "
+                             "for 8 of 8"), reason
+    assert "accuracy 25.0% -> 25.0%" in reason  # as many right, yet forgotten: the likelihood shows it
+    one_down = dataclasses.replace(cand, retained_logp=[x - (0.5 if i == 0 else -0.1) for i, x in enumerate(old)])
+    assert decide(ref, ref, one_down, cfg).keep  # one question less likely, seven more: not forgetting
+    assert decide(ref, ref, cand, cfg).keep  # unchanged
 
 
 def test_regularised_positions(tiny):

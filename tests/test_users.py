@@ -233,7 +233,8 @@ def _read(store, source, text, user_id=None, kind="md"):
     return [c["id"] for c in store.chunks([doc])]
 
 
-def test_each_night_learns_the_shared_reading_and_its_own_only(sleepy, cli):
+def test_each_night_learns_the_shared_reading_and_its_own_only(kept_nights, cli):
+    """Who learns what (the gate is not tested here: alice's quiz asks bob's fact too)."""
     from conftest import QA
 
     from reverie.app import Reverie
@@ -255,7 +256,7 @@ def test_each_night_learns_the_shared_reading_and_its_own_only(sleepy, cli):
     assert ids(records.pending_dreams(store, bob)) == set(shared + bobs)
     assert {c.document_id for c in since_last_night(store, alice)} == set()  # every chunk she may read is dreamt
 
-    r = cli("sleep", "--quiz", sleepy, "--user", "alice")
+    r = cli("sleep", "--quiz", kept_nights, "--user", "alice")
     assert r.code == 0, r.err
     assert "kept: night-1 is now in use for alice" in r.out, r.out
     rv = Reverie.from_settings()

@@ -27,7 +27,9 @@ from reverie.errors import ReverieError
 ROWS = (  # (label, key, format) of the figures tables
     ("quiz accuracy (contained)", "accuracy", "{:.1%}"),
     ("quiz token F1", "f1", "{:.3f}"),
+    ("gold answers' log-prob a token", "answer_logp", "{:.3f}"),
     ("earlier nights' questions (retained)", "retained", "{:.1%}"),
+    ("earlier nights' answers' log-prob", "retained_logp", "{:.3f}"),
     ("perplexity (general text)", "perplexity", "{:.2f}"),
     ("probe Vendi", "vendi", "{:.2f}"),
     ("probe distinct answers", "n_distinct", "{:.1f}"),
@@ -50,6 +52,9 @@ def _figures_table(columns: dict[str, dict], title: str, lookup: bool = False) -
     for label in columns:
         table.add_column(escape(label), justify="right")
     table.add_row("questions", *(str(c["n_questions"]) for c in columns.values()))
+    # The per-question likelihoods (what the gate tests, paired) are shown as their means.
+    columns = {label: {k: (sum(v) / len(v) if v else None) if k in ("answer_logp", "retained_logp") else v
+                       for k, v in c.items()} for label, c in columns.items()}
     rows = ROWS[:2] + LOOKUP_ROWS + ROWS[2:] if lookup else ROWS
     if lookup:
         k = next((c.get("lookup_k") for c in columns.values() if c.get("lookup_k")), None)

@@ -8,7 +8,10 @@
 
 - Quiz: each question is one user message (chat template), answered greedily in at most
   `quiz.max_new_tokens` tokens, without the passage (closed book); scored by
-  `reverie.answers` (answer contained, token F1).
+  `reverie.answers` (answer contained, token F1). And the likelihood of each gold answer as the
+  reply (mean log-probability a token, `answer_logp`, `retained_logp`): it moves with what a model
+  knows long before a greedy answer turns right, so the gate tests it, paired per question
+  (reverie.sleep.verdict).
 - Forgetting: perplexity exp(total NLL / total tokens) over the first `quiz.perplexity_tokens`
   tokens of a held-out general text, in windows of 512 tokens (`reverie.meter.model_metrics`).
 - Probe: the collapse probe (`reverie.meter.probe`) on `quiz.probe_prompts` and the first
@@ -71,6 +74,8 @@ class QuizResult:
     probe_kl: float | None = None  # KL(base || this model) per token on the base's probe answers
     retained: float | None = None  # accuracy on earlier nights' held-out questions (None: none asked)
     n_retained: int = 0  # earlier nights' questions asked
+    answer_logp: list[float] = field(default_factory=list)  # per question: gold answer's log-prob a token
+    retained_logp: list[float] = field(default_factory=list)  # the same on earlier nights' questions
     lookup_accuracy: float | None = None  # with the chunks lookup recalled in front of each question
     lookup_f1: float | None = None
     gold_accuracy: float | None = None  # with the gold passage in front (questions that have one)
@@ -184,10 +189,12 @@ class Measure:
 
         acc = f1 = ppl = vendi = distinct = length = kl = retained = None
         answers: list[str] = []
+        logp = np.zeros(0)
         examples: dict[str, list[str]] = {}
+        new = len(self.questions)
         if (self.questions or self.earlier) and quiz:
             answers, scores = timed("quiz", lambda: self._quiz(backend, self.questions + self.earlier))
-            new = len(self.questions)
+            logp = timed("likelihood", lambda: gold_logp(loaded, self.questions + self.earlier))
             if new:
                 acc, f1 = float(np.mean(scores[:new, 0])), float(np.mean(scores[:new, 1]))
             if self.earlier:
@@ -206,8 +213,8 @@ class Measure:
             # What a user would see: one answer of each of the three largest clusters, per prompt.
             examples = {p.prompt: [p.answers[c[0]] for c in p.clusters[:PROBE_EXAMPLES]] for p in probed.prompts}
         return QuizResult(label, len(self.questions), acc, f1, ppl, vendi, distinct, length, kl,
-                          retained, len(self.earlier) if quiz else 0, **looked, probe_examples=examples,
-                          seconds=seconds, answers=answers)
+                          retained, len(self.earlier) if quiz else 0, logp[:new].tolist(), logp[new:].tolist(),
+                          **looked, probe_examples=examples, seconds=seconds, answers=answers)
 
     def _lookup(self, backend) -> dict:
         """Accuracy and F1 with the recalled chunks, and with the gold passage, in front of each question."""
@@ -352,6 +359,26 @@ def retrieve(lookup, questions: Sequence[Question], k: int, progress: Progress |
             progress(Event("lookup", i, len(questions)))
     return Retrieval(k, shown, found[k] / gold if gold else None, sum(bool(s) for s in shown) / max(1, len(shown)),
                      {d: found[d] / gold for d in depths} if gold else {})
+
+
+def gold_logp(loaded, questions: Sequence[Question]) -> np.ndarray:
+    """Per question: the mean log-probability a token of its gold answer as the model's reply,
+    closed book (reverie.meter.model_metrics.answer_log_probs), under the adapter now active; of a
+    question with several accepted answers, the likeliest."""
+    from reverie.meter.model_metrics import answer_log_probs
+
+    owners, prompts, answers = [], [], []
+    for i, q in enumerate(questions):
+        for a in dict.fromkeys([q.answer] if isinstance(q.answer, str) else q.answer):
+            owners.append(i)
+            prompts.append(q.question)
+            answers.append(a)
+    out = np.full(len(questions), -np.inf)
+    if not answers:
+        return out
+    total, tokens = answer_log_probs(loaded, prompts, answers, [False] * len(answers))
+    np.maximum.at(out, np.asarray(owners), total / np.maximum(tokens, 1))
+    return out
 
 
 def own_text(store) -> list[str] | None:
