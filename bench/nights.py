@@ -19,7 +19,8 @@ and one seed; after every night each arm is measured the same way.
 
 Measured per arm after every night (the base model once, as night 0): closed-book accuracy
 (answer contained) on the SQuAD questions of every passage read so far and of the first night's
-passages alone; WikiText perplexity (the first `--ppl-tokens` tokens); the probe on the first
+passages alone, and the gold answers' mean log-probability a token (`logp_all`, `logp_first`: the
+likelihood the gate tests, smooth where a few dozen right answers are not); WikiText perplexity (the first `--ppl-tokens` tokens); the probe on the first
 `--prompts` WildChat prompts x `--probe-n` answers at temperature 1 (distinct answers, Vendi,
 distinct-2, compression ratio, answer tokens); the lexical meter of the night's training texts.
 No arm ever trains on the SQuAD questions.
@@ -135,13 +136,18 @@ def finish(study: dict, report: Path | None, as_markdown: bool = False) -> dict:
 
 
 def markdown(study: dict) -> str:
-    """Rows for nights 1, 5 and the last of each arm: accuracy (all read, first night's),
-    perplexity, the probe, the training set's distinct-2 and self-BLEU, the verdict."""
+    """Rows for nights 1, 5 and the last of each arm: accuracy (all read, first night's), the first
+    night's gold answers' log-prob, perplexity, the probe, the training set's distinct-2 and self-BLEU."""
     base = study["base"]
-    lines = ["| arm | night | kept | accuracy, all read | first night's passages | WikiText ppl | probe Vendi | "
-             "probe distinct-2 | train distinct-2 | train self-BLEU |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-             f"| base | 0 | | {base['accuracy_all']:.1%} | {base['accuracy_first']:.1%} | {base['perplexity']:.2f} | "
-             f"{base['vendi']:.2f} | {base['distinct_2']:.3f} | | |"]
+
+    def logp(r: dict) -> str:
+        return "-" if r.get("logp_first") is None else f"{r['logp_first']:.2f}"
+
+    lines = ["| arm | night | kept | accuracy, all read | first night's passages | their answers' log-prob | "
+             "WikiText ppl | probe Vendi | probe distinct-2 | train distinct-2 | train self-BLEU |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| base | 0 | | {base['accuracy_all']:.1%} | {base['accuracy_first']:.1%} | {logp(base)} | "
+             f"{base['perplexity']:.2f} | {base['vendi']:.2f} | {base['distinct_2']:.3f} | | |"]
     for arm, rows in study["arms"].items():
         shown = {1, 5, len(rows)}  # the first night, the middle and the last (the page has every night)
         for r in rows:
@@ -150,7 +156,8 @@ def markdown(study: dict) -> str:
             t = r.get("train_meter") or {}
             lines.append(
                 f"| {arm} | {r['night']} | {'yes' if r.get('kept') else 'no'} | {r['accuracy_all']:.1%} | "
-                f"{r['accuracy_first']:.1%} | {r['perplexity']:.2f} ({r['perplexity'] / base['perplexity'] - 1:+.1%}) | "
+                f"{r['accuracy_first']:.1%} | {logp(r)} | "
+                f"{r['perplexity']:.2f} ({r['perplexity'] / base['perplexity'] - 1:+.1%}) | "
                 f"{r['vendi']:.2f} | {r['distinct_2']:.3f} | {t.get('distinct_2', float('nan')):.3f} | "
                 f"{t.get('self_bleu', float('nan')):.3f} |")
     return "\n".join(lines)
@@ -255,7 +262,9 @@ class Bench:
         backend = TransformersBackend(loaded, batch_size=64)
         probed = probe(backend, self.prompts, self.args.probe_n, params, config=self.settings.meter,
                        embedder=self.embedder()).mean()
+        logp = measured.answer_logp  # per question: the gold answer's log-prob a token (reverie.quiz.run)
         return {"accuracy_all": measured.accuracy, "accuracy_first": sum(hits[:first]) / first,
+                "logp_all": sum(logp) / len(logp), "logp_first": sum(logp[:first]) / first,
                 "n_questions": len(questions), "perplexity": measured.perplexity,
                 **{k: probed.get(k) for k in ("vendi", "n_distinct", "distinct_2", "compression_ratio",
                                               "answer_tokens")}}

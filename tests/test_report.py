@@ -317,6 +317,7 @@ def test_report_command_on_an_empty_home_and_a_bad_out(home, cli, tmp_path):
 def study(missing: bool = False) -> dict:
     def row(night: int, drift: float, kept=None) -> dict:
         r = {"night": night, "accuracy_all": 0.2 + 0.02 * night, "accuracy_first": 0.3 - drift * night,
+             "logp_first": -3.0 - drift * night,
              "perplexity": 16.2 * (1 + drift * night), "vendi": 6.2 * (1 - drift * night), "distinct_2": 0.6 - drift,
              "compression_ratio": 3.0 + drift * night, "n_distinct": 8 - drift * night, "kept": kept,
              "train_meter": {"vendi": 40 - night, "distinct_2": 0.5}}
@@ -339,8 +340,8 @@ def study(missing: bool = False) -> dict:
 def test_study_page_has_a_chart_per_metric_and_a_line_per_arm():
     page = study_page(study())
     found = charts(page)
-    assert found[:7] == ["chart-accuracy_all", "chart-accuracy_first", "chart-perplexity", "chart-vendi",
-                         "chart-distinct_2", "chart-compression_ratio", "chart-n_distinct"]
+    assert found[:8] == ["chart-accuracy_all", "chart-accuracy_first", "chart-logp_first", "chart-perplexity",
+                         "chart-vendi", "chart-distinct_2", "chart-compression_ratio", "chart-n_distinct"]
     assert "chart-train-vendi" in found
     vendi = svg(page, "chart-vendi")
     assert all(f'data-label="{arm}"' in vendi for arm in ("naive", "accumulate", "reverie"))
@@ -352,7 +353,7 @@ def test_study_page_has_a_chart_per_metric_and_a_line_per_arm():
 def test_study_page_tolerates_missing_values():
     page = study_page(study(missing=True))
     assert "chart-vendi" in charts(page)
-    assert study_page({"arms": {}}).count('<svg class="chart"') == 7  # every chart, each saying so
+    assert study_page({"arms": {}}).count('<svg class="chart"') == 8  # every chart, each saying so
     assert "not measured" in study_page({"arms": {}})
 
 

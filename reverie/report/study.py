@@ -21,6 +21,7 @@ from reverie.report.svg import GREY, PALETTE, RED, Series, line_chart, number, p
 METRICS = (
     ("accuracy_all", "Closed-book accuracy on every passage read so far", percent, None),
     ("accuracy_first", "Accuracy on the first night's passages: retention", percent, None),
+    ("logp_first", "First night's gold answers: log-prob a token, closed book (retention, smooth)", number, None),
     ("perplexity", "WikiText perplexity: forgetting (lower is better)", number, "ceiling"),
     ("vendi", "Probe Vendi score: diversity (higher is better)", number, "floor"),
     ("distinct_2", "Probe distinct-2 (higher is more varied)", number, None),
