@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from reverie.app import Reverie
     from reverie.config import load_settings
+    from reverie.errors import ReverieError
     from reverie.models import lora
     from reverie.quiz.questions import held_out_questions, load_questions
     from reverie.quiz.run import gold_logp
@@ -52,8 +53,11 @@ def main(argv: list[str] | None = None) -> dict:
     loaded = rv.load_base()
     adapters = {r["night_id"]: r for r in store.adapters() if r["night_id"] is not None and r["user_id"] is None}
     nights = [n for n in store.nights() if n["finished_at"] and n["user_id"] is None and n["id"] in adapters]
-    for n in nights:
-        loaded = lora.attach(loaded, adapters[n["id"]])
+    try:
+        for n in nights:
+            loaded = lora.attach(loaded, adapters[n["id"]])
+    except ReverieError as exc:
+        sys.exit(f"error: {exc}")
 
     def logp(name: str | None, factor: float, questions) -> list[float]:
         scaled = lora.strength(loaded.model, name, factor) if name else contextlib.nullcontext()
