@@ -83,8 +83,10 @@ def _figures(label: str, accuracy, perplexity, vendi, retained=None) -> dict:
     out = {"label": label, "n_questions": 20, "accuracy": accuracy, "f1": None if accuracy is None else accuracy * 0.9,
            "perplexity": perplexity, "vendi": vendi, "n_distinct": None if vendi is None else vendi * 0.8,
            "answer_tokens": 41.0, "probe_kl": 0.04, "seconds": {"quiz": 3.1, "perplexity": 2.0, "probe": 9.5}}
+    if accuracy is not None:  # what the gate tests: per question, the gold answer's log-prob a token
+        out["answer_logp"] = [4 * accuracy - 6 + 0.1 * i for i in range(5)]
     if retained is not None:
-        out |= {"retained": retained, "n_retained": 12}
+        out |= {"retained": retained, "n_retained": 12, "retained_logp": [4 * retained - 6, 4 * retained - 5]}
     return out
 
 
@@ -175,7 +177,7 @@ def test_zero_nights_says_how_to_run_one(store):
 def test_one_kept_night(store):
     add_night(store, 0.3, 16.5, 6.0)
     page = night_page(store)
-    assert charts(page) == ["chart-accuracy", "chart-perplexity", "chart-vendi"]
+    assert charts(page) == ["chart-accuracy", "chart-perplexity", "chart-vendi", "chart-likelihood"]
     assert 'class="kept"' in page and "rejected" not in svg(page, "chart-accuracy")
     ceiling = svg(page, "chart-perplexity")
     assert "ceiling" in ceiling and 'stroke-dasharray="6 4"' in ceiling  # the bound, dashed
@@ -190,10 +192,14 @@ def test_many_nights_with_a_rejected_one(store):
     assert statuses.count("rejected") == 1
     page = night_page(store, TfidfEmbedder())
     found = charts(page)
-    assert found[:3] == ["chart-accuracy", "chart-perplexity", "chart-vendi"]
+    assert found[:4] == ["chart-accuracy", "chart-perplexity", "chart-vendi", "chart-likelihood"]
     assert {f"chart-dreams-{i}" for i in ids} <= set(found) and "chart-map" in found
-    # The rejected night: hollow on accuracy, retained, perplexity and Vendi; its reasons in the row.
-    assert page.count('<circle class="hollow" cx=') == 4
+    # The rejected night: hollow on accuracy, retained, perplexity, Vendi and both likelihoods; its reasons in the row.
+    assert page.count('<circle class="hollow" cx=') == 6
+    likelihood = svg(page, "chart-likelihood")
+    assert "data-label=\"in use before, earlier nights&#x27; questions\"" in likelihood
+    dots = re.findall(r"<title>candidate, new questions, night (\d+): (-?[\d.]+)</title>", likelihood)
+    assert [int(n) for n, _ in dots] == ids and float(dots[0][1]) == pytest.approx(4 * 0.25 - 6 + 0.2, abs=0.01)
     assert "perplexity 16.20 (base) -&gt; 17.90, limit 17.01" in page
     assert "earlier nights" in svg(page, "chart-accuracy")
     dots = re.findall(r"<title>candidate, new questions, night (\d+): ([\d.]+%)</title>", svg(page, "chart-accuracy"))

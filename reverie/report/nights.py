@@ -64,6 +64,9 @@ class Night:
         value = self.figures(which).get(key)
         if isinstance(value, dict):  # a figure stored with its details: its accuracy
             value = value.get("accuracy")
+        if isinstance(value, list):  # per question (the gold answers' log-probs): their mean
+            values = [numeric(v) for v in value]
+            value = sum(values) / len(values) if values and None not in values else None
         return numeric(value)
 
     @property

@@ -84,14 +84,35 @@ def _timeline(nights: Sequence[Night]) -> str:
     cap = 2 * max(ceilings) if ceilings else None
     texts = [n.forgetting_text for n in measured if n.forgetting_text]
     where = h.paragraph(f"The latest night measured perplexity on {texts[-1]}.", "note") if texts else ""
-    return where + h.charts(
+    figures = [
         h.figure("Quiz accuracy, closed book and with lookup (higher is better)",
                  line_chart("chart-accuracy", "quiz accuracy", accuracy, percent, y_range=(0.0, 1.0))),
         h.figure("Perplexity on general text: forgetting (lower is better)",
                  line_chart("chart-perplexity", "perplexity", perplexity, cap=cap)),
         h.figure("Probe Vendi score: diversity of answers (higher is better)",
                  line_chart("chart-vendi", "probe Vendi", vendi)),
-    )
+    ]
+    if any(y is not None for _, y in points("candidate", "answer_logp")):  # nights since the gate tests them
+        figures.append(h.figure(
+            "What the gate tests: the gold answers' log-prob a token, closed book (higher is better)",
+            line_chart("chart-likelihood", "gold answers' log-prob", _likelihood(measured, rejected))))
+    return where + h.charts(*figures)
+
+
+def _likelihood(nights: Sequence[Night], rejected: frozenset) -> list[Series]:
+    """The candidate against the model in use before it (the gate's pair: the adapter kept last, or
+    the base model), on tonight's questions and on earlier nights'."""
+    def points(key: str, before: bool = False) -> list[tuple[float, float | None]]:
+        which = lambda n: ("reference" if n.figures("reference") else "base") if before else "candidate"  # noqa: E731
+        return [(n.id, n.figure(which(n), key)) for n in nights]
+
+    series = [Series("candidate, new questions", points("answer_logp"), PALETTE[0], hollow=rejected),
+              Series("in use before, new questions", points("answer_logp", before=True), GREY)]
+    if any(y is not None for _, y in points("retained_logp")):
+        series += [Series("candidate, earlier nights' questions", points("retained_logp"), PALETTE[2], hollow=rejected),
+                   Series("in use before, earlier nights' questions", points("retained_logp", before=True), GREY,
+                          dashed=True)]
+    return series
 
 
 def _rows(nights: Sequence[Night]) -> str:
