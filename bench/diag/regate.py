@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     from reverie.sleep.verdict import Paired
 
     rv = Reverie.from_settings(load_settings(home=args.home))
-    store, cap = rv.store, rv.settings.quiz.max_questions
+    store = rv.store
     quiz_file = args.home / "quiz.jsonl"
-    fixed = load_questions(quiz_file)[:cap] if quiz_file.is_file() else None
+    fixed = load_questions(quiz_file) if quiz_file.is_file() else None
     loaded = rv.load_base()
     adapters = {r["night_id"]: r for r in store.adapters() if r["night_id"] is not None and r["user_id"] is None}
     nights = [n for n in store.nights() if n["finished_at"] and n["user_id"] is None and n["id"] in adapters]
@@ -72,9 +72,12 @@ def main(argv: list[str] | None = None) -> dict:
         # A kept adapter is saved shrunk to its strength; a rejected one is saved as trained.
         factor = chosen / float(lora.read_meta(row["path"]).get("strength", 1.0))
         stored = {c["name"]: c["passed"] for c in metrics["checks"]}
+        # As many questions as the night asked (its own quiz settings, e.g. bench/sleep_seal.py's whole quiz).
+        cap = json.loads(n["config"]).get("settings", {}).get("quiz", {}).get("max_questions",
+                                                                              rv.settings.quiz.max_questions)
         out = {"night": n["id"], "status": n["status"], "strength": chosen, "stored_learned": stored.get("learned"),
                "stored_retained": stored.get("retained")}
-        for what, questions, side in (("new", fixed or held_out_questions(store, n["id"])[:cap], "greater"),
+        for what, questions, side in (("new", (fixed or held_out_questions(store, n["id"]))[:cap], "greater"),
                                       ("earlier", held_out_questions(store, before=n["id"])[-cap:], "less")):
             if not questions or (what == "earlier" and fixed):
                 continue
