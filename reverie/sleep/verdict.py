@@ -24,8 +24,8 @@ Checks, each against a figure measured on the same inputs:
   the reference (the same test, the other side, rejecting at p below `significance`): a night may
   not buy today's facts with last week's.
 Before the quiz, the night looks for the strongest adapter strength (`sleep.strengths`) that
-passes every check but `learned` (`bounds`; reverie.sleep.night.choose_strength), and the verdict
-is taken at that strength. A candidate whose training diverged (non-finite weights) is rejected
+passes the forgetting, diversity, length and drift checks (`bounds`; reverie.sleep.night.choose_strength),
+and the quiz, `learned` and `retained` are taken at that strength. A candidate whose training diverged (non-finite weights) is rejected
 unmeasured. A figure that was not measured (no general text given, no probe prompts) is reported
 as not checked and does not block; a missing quiz does block, since nothing shows the night helped.
 """
