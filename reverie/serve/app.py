@@ -11,7 +11,7 @@ work to them and awaits it, so a slow store never stalls a stream.
 Order of a chat request: who calls (reverie.serve.auth; 401 before anything else) -> validate
 the body -> resolve `model` for that caller and build the prompt with what they may recall
 (store thread) -> submit its jobs (429 when the queue is full: nothing was stored) -> store the
-user's turn -> stream or collect the answers -> store the answer and the conversation's
+user's turn (awaited, as the model starts) -> stream or collect the answers -> store the answer and the conversation's
 document -> send the last frame. A client that goes away cancels its rows; what it had been
 sent is stored, marked unfinished.
 """
@@ -137,7 +137,7 @@ class Service:
             await asyncio.get_running_loop().run_in_executor(self.store_thread, _logged, fn, *args)
 
     def keep_later(self, fn, *args) -> None:
-        """Queue a store write without waiting (the user's turn; a stream that ended early)."""
+        """Queue a store write without waiting (a stream that ended early)."""
         with contextlib.suppress(RuntimeError):  # the thread pool is shut down: nothing to keep it in
             self.store_thread.submit(_logged, fn, *args)
 
@@ -329,7 +329,9 @@ def create_app(settings, log_line=None, on_failure=None, autoload: bool = True, 
             raise ApiError(503, str(exc), "server_error", code="shutting_down") from None
         started = time.perf_counter()
         if prep.keep:
-            service.keep_later(service.memory.begin, prep)  # the store thread runs it before the answer's write
+            # Awaited, while the model already works on the jobs: once a client holds a byte of the
+            # answer, its question is on disk (a kill right after the first frame lost it, under load).
+            await service.keep(service.memory.begin, prep)
         meta = {"id": new_id("chatcmpl" if kind == "chat" else "cmpl"), "object": None, "created": now(),
                 "model": req.model, "system_fingerprint": prep.target.fingerprint}
         if req.stream:
