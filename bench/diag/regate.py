@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> dict:
                                                                               rv.settings.quiz.max_questions)
         out = {"night": n["id"], "status": n["status"], "strength": chosen, "stored_learned": stored.get("learned"),
                "stored_retained": stored.get("retained")}
-        for what, questions, side in (("new", (fixed or held_out_questions(store, n["id"]))[:cap], "greater"),
-                                      ("earlier", held_out_questions(store, before=n["id"])[-cap:], "less")):
+        for what, questions, test in (("new", (fixed or held_out_questions(store, n["id"]))[:cap], Paired.learned),
+                                      ("earlier", held_out_questions(store, before=n["id"])[-cap:], Paired.forgot)):
             if not questions or (what == "earlier" and fixed):
                 continue
-            t = Paired.test(logp(*in_use, questions), logp(row["name"], factor, questions), side)
+            t = test(logp(*in_use, questions), logp(row["name"], factor, questions))
             out[what] = {"n": len(questions), "before": t.before, "after": t.after, "up": t.up, "down": t.down,
                          "p": t.p}
         out["learned"] = "new" in out and out["new"]["p"] < args.significance

@@ -130,6 +130,16 @@ class Paired:
         p = float(wilcoxon(d, alternative=alternative).pvalue) if np.any(d != 0) else 1.0
         return cls(float(a.mean()), float(b.mean()), int((d > 0).sum()), int((d < 0).sum()), p)
 
+    @classmethod
+    def learned(cls, reference: list[float], candidate: list[float]) -> Paired:
+        """The `learned` test: the candidate's answers likelier (pass when p < significance)."""
+        return cls.test(reference, candidate, "greater")
+
+    @classmethod
+    def forgot(cls, reference: list[float], candidate: list[float]) -> Paired:
+        """The `retained` test: the candidate's answers less likely (fail when p < significance)."""
+        return cls.test(reference, candidate, "less")
+
 
 def _learned(reference, candidate, cfg) -> Check:
     if candidate.accuracy is None:
@@ -142,9 +152,9 @@ def _learned(reference, candidate, cfg) -> Check:
         need = math.floor(math.log2(1 / alpha)) + 1
         return Check("learned", False, f"{n} held-out question{'s' * (n != 1)} cannot show learning at p < {alpha:g}: "
                      f"the paired test needs at least {need} (read more, or quiz with --quiz); {accuracy}")
-    t = Paired.test(reference.answer_logp, candidate.answer_logp, "greater")
+    t = Paired.learned(reference.answer_logp, candidate.answer_logp)
     return Check(
-        "learned", t.p < cfg.significance,
+        "learned", t.p < alpha,
         f"held-out answers' log-prob a token {t.before:.2f} ({reference.label}) -> {t.after:.2f}, higher for "
         f"{t.up} of {n} (signed-rank p {t.p:.3g}, needs < {alpha:g}); {accuracy}",
     )
@@ -154,7 +164,7 @@ def _retained(reference, candidate, cfg) -> Check:
     if not candidate.n_retained or not candidate.retained_logp or len(reference.retained_logp) != len(
             candidate.retained_logp):
         return Check("retained", True, "retention not checked (no earlier nights' questions)")
-    t = Paired.test(reference.retained_logp, candidate.retained_logp, "less")
+    t = Paired.forgot(reference.retained_logp, candidate.retained_logp)
     return Check(
         "retained", t.p >= cfg.significance,
         f"earlier nights' answers' log-prob a token {t.before:.2f} ({reference.label}) -> {t.after:.2f}, lower "
