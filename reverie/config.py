@@ -172,10 +172,6 @@ class SleepConfig(_Section):
     teacher_top_k: int = Field(
         64, ge=1, description="distill: the teacher's likeliest tokens kept per position, plus one bucket for the rest."
     )
-    hidden_weight: float = Field(
-        0.0, ge=0.0, description="distill: weight of the hidden-state term (deep context distillation): the mean "
-        "absolute difference from the teacher's hidden states at the answer's positions, per layer, over their mean size."
-    )
     # cloze alone: the best kept SFT night measured used it (docs/LOG.md, sixth session), and with
     # distillation every cloze fact is also asked in two more wordings (reverie.sleep.distill).
     generators: list[str] = Field(

@@ -237,11 +237,10 @@ def encode_pair(tokenizer, prompt: str, lead: str, answer: str, kind: str, max_t
 
 
 def teacher_targets(model, rows: list[Encoded], contexts: list[int], top_k: int, batch_tokens: int, pad_id: int,
-                    progress: Progress | None = None, hidden: bool = False) -> list[Targets]:
+                    progress: Progress | None = None) -> list[Targets]:
     """The teacher's top-k targets at every labelled position of each teacher row, with the
-    adapter disabled (with `hidden`, its hidden states there too, in bfloat16). Rows are batched
-    by their chunk (`contexts`), so each batch shares the template and the chunk as one prefix
-    whose keys and values are computed once.
+    adapter disabled. Rows are batched by their chunk (`contexts`), so each batch shares the
+    template and the chunk as one prefix whose keys and values are computed once.
     `model` may be the plain base model or carry adapters (they are disabled here)."""
     from reverie.models.lora import activate
     from reverie.sleep.train import collate, log_probs
@@ -266,12 +265,10 @@ def teacher_targets(model, rows: list[Encoded], contexts: list[int], top_k: int,
         for done, idx in enumerate(plan, 1):
             batch = collate([rows[i] for i in idx], pad_id)
             where = batch["labels"][:, 1:] != IGNORE
-            logp, states = log_probs(model, batch, where, hidden=True) if hidden else (log_probs(model, batch, where), None)
-            sizes = where.sum(1).tolist()
-            deep = [s.bfloat16() for s in states.split(sizes)] if hidden else [None] * len(idx)
-            for i, part, h in zip(idx, logp.split(sizes), deep, strict=True):
+            logp = log_probs(model, batch, where)
+            for i, part in zip(idx, logp.split(where.sum(1).tolist()), strict=True):
                 top, ids = part.topk(min(top_k, part.shape[-1]), -1)
-                out[i] = Targets(top.half(), ids.int(), rest_log_mass(part, ids), entropy(part), h)
+                out[i] = Targets(top.half(), ids.int(), rest_log_mass(part, ids), entropy(part))
             if progress:
                 progress(Event("teacher targets", done, len(plan)))
     model.train(was_training)

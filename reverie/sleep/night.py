@@ -324,7 +324,7 @@ def _teacher_targets(loaded, cfg: SleepConfig, path: Path, kept, pairs, progress
         return targets
     targets = distill.teacher_targets(loaded.model, [t for _, t in pairs], [q.context for q, _, _ in kept],
                                       cfg.teacher_top_k, cfg.batch_tokens * 2, loaded.tokenizer.pad_token_id or 0,
-                                      progress, hidden=cfg.hidden_weight > 0)
+                                      progress)
     distill.save_targets(path, keys, targets)
     return targets
 

@@ -69,4 +69,3 @@ class Targets:
     ids: torch.Tensor  # [P, k] those tokens (int32: half the memory of torch's int64 indices)
     rest: torch.Tensor  # [P] log of the probability of every other token
     entropy: torch.Tensor  # [P] entropy of the full distribution (the entropy floor's default)
-    hidden: torch.Tensor | None = None  # [P, H, d] the teacher's hidden states (sleep.hidden_weight)

@@ -186,18 +186,8 @@ def shared_prefix(batch: dict[str, torch.Tensor], where: torch.Tensor) -> int:
     return n if n >= MIN_PREFIX else 0
 
 
-HIDDEN_EVERY = 3  # the hidden-state term reads every third layer's output (10 of the default model's 30)
-
-
-def hidden_layers(n_states: int) -> list[int]:
-    """The indices into a model's `hidden_states` (embeddings first) the hidden-state term reads:
-    the last layer's and every HIDDEN_EVERY-th below it (the embeddings are never adapted)."""
-    return sorted(range(n_states - 1, 0, -HIDDEN_EVERY))
-
-
-def log_probs(model, batch, where: torch.Tensor, share_prefix: bool = True, hidden: bool = False):
-    """Log-probabilities [P, V] (float32) at the positions `where` [B, L-1] (position t predicts t+1);
-    with `hidden`, also the hidden states there [P, H, d] of every HIDDEN_EVERY-th layer.
+def log_probs(model, batch, where: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
+    """Log-probabilities [P, V] (float32) at the positions `where` [B, L-1] (position t predicts t+1).
 
     A prefix shared by every row is computed once, as a one-row pass whose key/value cache the
     rows then attend to: the loss and its gradients are those of the full rows (the cache keeps
@@ -213,12 +203,9 @@ def log_probs(model, batch, where: torch.Tensor, share_prefix: bool = True, hidd
         input_ids=ids[:, n:], attention_mask=mask, past_key_values=cache, output_hidden_states=True,
         logits_to_keep=1, use_cache=cache is not None,
     )
-    keep = where[:, n:]
-    logits = model.get_output_embeddings()(out.hidden_states[-1][:, :-1][keep])
-    logp = torch.log_softmax(logits.float(), -1)
-    if not hidden:
-        return logp
-    return logp, torch.stack([out.hidden_states[i][:, :-1][keep] for i in hidden_layers(len(out.hidden_states))], 1)
+    hidden = out.hidden_states[-1][:, :-1][where[:, n:]]
+    logits = model.get_output_embeddings()(hidden)
+    return torch.log_softmax(logits.float(), -1)
 
 
 def base_targets(model, encoded: list[Encoded], cfg, pad_id: int, taught: list[bool],
@@ -269,15 +256,9 @@ def micro_loss(model, batch, cfg, targets: list[Targets | None] | None = None,
     regularise = cfg.kl_weight > 0 or cfg.entropy_weight > 0
     learn, reg = _positions(batch, regularise)
     union = learn | reg
-    deep = cfg.hidden_weight > 0 and bool(batch["taught"].any())
-    logp = log_probs(model, batch, union, not cfg.gradient_checkpointing, hidden=deep)
-    logp, states = logp if deep else (logp, None)
+    logp = log_probs(model, batch, union, not cfg.gradient_checkpointing)
     # Row order of logp follows the flattened mask, so sub-selections are masks over its rows.
     loss, parts = _learned(logp, batch, learn, union, teacher, cfg.answer_ce)
-    if deep:
-        distilled = (learn & batch["taught"][:, None])[union]
-        term = hidden_loss(states[distilled], torch.cat([t.hidden for t in teacher if t is not None]))
-        loss, parts["hidden"] = loss + cfg.hidden_weight * term, float(term.detach())
     if regularise and bool(reg.any()):
         loss = loss + _regularised(model, logp[reg[union]], batch, reg, cfg, targets, parts)
     return loss, parts
@@ -304,16 +285,6 @@ def _learned(logp, batch, learn, union, teacher, answer_ce: float = 0.0) -> tupl
             ce = torch.nn.functional.nll_loss(logp[answer[union]], batch["labels"][:, 1:][answer])
             loss, parts["answer_ce"] = loss + answer_ce * ce, float(ce.detach())
     return loss, parts
-
-
-def hidden_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Deep context distillation's hidden-state term (arXiv 2503.08727; microsoft/mttl
-    projects/kms): per layer, the mean absolute difference between the student's and the teacher's
-    hidden states [P, H, d] at the same positions over the teacher's mean absolute value, averaged
-    over the layers. Why: the teacher's states at an answer carry what it read, not only the token
-    it chose."""
-    t = teacher.to(student.device).float()
-    return ((student.float() - t).abs().mean((0, 2)) / t.abs().mean((0, 2))).mean()
 
 
 def _regularised(model, adapted, batch, reg, cfg, targets, parts: dict) -> torch.Tensor:
