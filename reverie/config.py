@@ -169,9 +169,6 @@ class SleepConfig(_Section):
     answer_ce: float = Field(
         1.0, ge=0.0, description="distill: weight of the cross-entropy of each answer's tokens beside the KL to the teacher."
     )
-    span_weight: float = Field(
-        1.0, ge=1.0, description="distill: weight of the verified span's tokens within an answer, against the answer's other tokens (1)."
-    )
     teacher_top_k: int = Field(
         64, ge=1, description="distill: the teacher's likeliest tokens kept per position, plus one bucket for the rest."
     )

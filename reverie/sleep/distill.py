@@ -216,25 +216,20 @@ def _turn_pieces(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def encode_pair(tokenizer, prompt: str, lead: str, answer: str, kind: str, max_tokens: int,
-                question_weight: float, span: str | None = None, span_weight: float = 1.0) -> tuple[Encoded, Encoded]:
+                question_weight: float) -> tuple[Encoded, Encoded]:
     """(student row, teacher row) for one query: the same query, template and answer tokens,
     the teacher's with the chunk before the query. Both rows label the same tokens: the query's
-    (weight `question_weight`, when above 0) and the answer's and the end of the turn (weight 1;
-    the tokens of `span` within the answer, `span_weight`)."""
+    (weight `question_weight`, when above 0) and the answer's and the end of the turn (weight 1)."""
     head, tail = _turn_pieces(tokenizer)
     q_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     before = tokenizer(lead[: len(lead) - len(prompt)], add_special_tokens=False)["input_ids"]
-    text = answer.strip()
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    a_ids = tokenizer(answer.strip(), add_special_tokens=False)["input_ids"]
     room = max(1, max_tokens - len(head) - len(q_ids) - len(tail) - 1)
-    a_ids = enc["input_ids"][:room] + [tokenizer.eos_token_id]
-    at = text.lower().find(span.lower()) if span and span_weight != 1.0 else -1
-    a_weights = [span_weight if at >= 0 and a < at + len(span) and b > at else 1.0
-                 for a, b in enc["offset_mapping"][:room]] + [1.0]
+    a_ids = a_ids[:room] + [tokenizer.eos_token_id]
     suffix = q_ids + tail + a_ids
     q_label = q_ids if question_weight > 0 else [IGNORE] * len(q_ids)
     labels = q_label + [IGNORE] * len(tail) + a_ids
-    weights = [question_weight] * len(q_ids) + [0.0] * len(tail) + a_weights
+    weights = [question_weight] * len(q_ids) + [0.0] * len(tail) + [1.0] * len(a_ids)
     weights = [w for w, lab in zip(weights, labels, strict=True) if lab != IGNORE]
     student = Encoded(head + suffix, [IGNORE] * len(head) + labels, kind, tuple(weights))
     teacher = Encoded(head + before + suffix, [IGNORE] * (len(head) + len(before)) + labels, kind, tuple(weights))

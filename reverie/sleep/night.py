@@ -303,7 +303,7 @@ def _distilled(ctx, loaded, rows, night_id: int, config: dict, cfg: SleepConfig,
     if not kept:
         raise ReverieError("no dreams to learn from: the teacher answered none of them with its passage")
     pairs = [distill.encode_pair(loaded.tokenizer, q.prompt, contexts[q.context].lead(q.prompt), target, q.kind,
-                                 cfg.max_tokens, cfg.question_weight, q.span, cfg.span_weight) for q, target, _ in kept]
+                                 cfg.max_tokens, cfg.question_weight) for q, target, _ in kept]
     if drops:
         records.drop_dreams(store, drops)
         ctx.log(f"{len(drops)} of {len({q.dream_id for q in queries if q.span})} facts dropped: the teacher, with the "

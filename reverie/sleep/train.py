@@ -282,9 +282,7 @@ def _learned(logp, batch, learn, union, teacher, answer_ce: float = 0.0) -> tupl
         loss, parts["distill"] = loss + kd, float(kd.detach())
         answer = distilled & (batch["weights"][:, 1:] >= 1.0)
         if answer_ce > 0 and answer.any():
-            nll = -logp[answer[union]].gather(1, batch["labels"][:, 1:][answer][:, None])[:, 0]
-            w = batch["weights"][:, 1:][answer]
-            ce = (nll * w).sum() / w.sum()
+            ce = torch.nn.functional.nll_loss(logp[answer[union]], batch["labels"][:, 1:][answer])
             loss, parts["answer_ce"] = loss + answer_ce * ce, float(ce.detach())
     return loss, parts
 
