@@ -41,8 +41,7 @@ def apply_sets(settings: dict, sets: dict[str, object]) -> dict:
 
     settings = json.loads(json.dumps(settings))
     for section, schema in (("sleep", SleepConfig), ("quiz", QuizConfig)):
-        gone = sorted(set(settings[section]) - set(schema.model_fields))
-        for name in gone:  # a setting deleted since the night ran (its experiment ended): nothing to apply
+        for name in schema.stored(settings[section])[1]:  # deleted since the night ran: nothing to apply
             print(f"note: {section}.{name} is no longer a setting; the rewound night runs without it", file=sys.stderr)
             del settings[section][name]
     for key, value in sets.items():

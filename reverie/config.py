@@ -34,6 +34,13 @@ _ENV_RESERVED = {"REVERIE_HOME", "REVERIE_CONFIG"}
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @classmethod
+    def stored(cls, data: dict):
+        """(section, names dropped): a section as a night stored it, without the settings deleted
+        since (an experiment that ended): a night killed before an upgrade resumes after it."""
+        gone = sorted(set(data) - set(cls.model_fields))
+        return cls.model_validate({k: v for k, v in data.items() if k not in gone}), gone
+
 
 class ModelConfig(_Section):
     path: str = Field(

@@ -37,6 +37,14 @@ def _rv():
     return Reverie.from_settings()
 
 
+def _kill_at_train_step(n: int):
+    """A progress callback that interrupts the night at its n-th training step, as Ctrl-C would."""
+    def kill(e):
+        if e.phase == "train" and e.done == n:
+            raise KeyboardInterrupt
+    return kill
+
+
 def _add_dreams(rv, facts: bool = True):
     from reverie.store.dreams import DreamRecord
 
@@ -347,19 +355,34 @@ def test_night_killed_after_saving_its_strength_resumes_to_the_same_adapter(slee
     assert all(torch.allclose(baked[k], again[k], atol=1e-7) for k in baked)  # not baked twice (0.25)
 
 
-def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch, tiny_model_dir):
-    from safetensors.torch import load_file
-
-    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "4")
-
-    def kill_at_step_3(e):
-        if e.phase == "train" and e.done == 3:
-            raise KeyboardInterrupt
+def test_a_night_stored_with_a_setting_deleted_since_resumes_without_it(sleepy):
+    """A night killed before an upgrade that deleted one of its settings resumes after it: the
+    stored setting is dropped, with a note, instead of failing validation."""
+    import json
 
     rv = _rv()
     _add_dreams(rv)
     with pytest.raises(KeyboardInterrupt):
-        rv.sleep(quiz_file=sleepy, progress=kill_at_step_3)
+        rv.sleep(quiz_file=sleepy, progress=_kill_at_train_step(1))
+    config = json.loads(rv.store.night(1)["config"])
+    config["settings"]["sleep"]["max_retention_drop"] = 0.1  # deleted in the fourth session of 2026-12-01
+    rv.store.set_night_config(1, config)
+    lines = []
+    from reverie.app import Reverie
+
+    result = Reverie.from_settings(log=lines.append).sleep(quiz_file=sleepy)
+    assert result.resumed and result.status in ("kept", "rejected")
+    assert any("max_retention_drop" in line and "runs without" in line for line in lines)
+
+
+def test_killed_night_resumes_from_its_checkpoint(sleepy, tmp_path, monkeypatch, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("REVERIE_SLEEP__EPOCHS", "4")
+    rv = _rv()
+    _add_dreams(rv)
+    with pytest.raises(KeyboardInterrupt):
+        rv.sleep(quiz_file=sleepy, progress=_kill_at_train_step(3))
     assert rv.store.night(1)["status"] == "interrupted"
     assert (rv.settings.home / "nights" / "1" / "checkpoint.pt").is_file()
     steps = []

@@ -219,8 +219,11 @@ def _sleep(ctx, night_id: int, config: dict, resumed: bool, progress) -> NightRe
 
     store = ctx.store
     # The settings the night started with: a resumed night must replay the same training plan.
-    cfg = SleepConfig.model_validate(config["settings"]["sleep"])
-    quiz_cfg = QuizConfig.model_validate(config["settings"]["quiz"])
+    (cfg, gone), (quiz_cfg, gone_quiz) = (SleepConfig.stored(config["settings"]["sleep"]),
+                                          QuizConfig.stored(config["settings"]["quiz"]))
+    if gone or gone_quiz:
+        ctx.log(f"note: night {night_id} was stored with settings deleted since ({', '.join(gone + gone_quiz)}); "
+                "it runs without them")
     loaded = ctx.load_base()
     replay = config["self_replay"]
     _write_once(store, night_id, config, replay, "texts",
